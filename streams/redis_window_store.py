@@ -1,0 +1,355 @@
+"""The window store on Redis or Redis Cluster: exact under redelivery, one round trip per batch.
+
+Key layout, all keys of a SKU share the hash tag ``{<sku>}`` (one cluster slot per SKU)::
+
+    <prefix>:{<sku>}:m   hash   wm (watermark ts), wd / wh (watermark day / hour index),
+                                bd / bh (ring base day / hour), fs (first seen ts),
+                                pr (last price), cat, ex (last TTL refresh), sm (seen trim mark),
+                                p<partition> → last offset
+    <prefix>:{<sku>}:d   string day ring: day_retention + 1 slots of 16 bytes
+    <prefix>:{<sku>}:h   string hour ring: 24 * hour_retention + 1 slots of 16 bytes
+    <prefix>:{<sku>}:s   zset   dedup_key → event ts, for the dedup horizon
+
+A ring slot holds ``units i32 | orders i32 | revenue_milli i64`` (big-endian, ``BITFIELD
+INCRBY`` with ``OVERFLOW SAT``); bucket ``b`` lives in slot ``(b - base) % slots`` and is valid
+while ``watermark - slots < b <= watermark``. Advancing the watermark zeroes exactly the slots it
+expires, so trimming costs O(expired buckets); reading the last L buckets is one ``GETRANGE``
+(two when it wraps), returned as bytes and decoded by numpy. The base is the SKU's first bucket
+minus the grace period, so a young SKU's ring only grows as far as its history.
+
+Writes: ``window_apply.lua`` takes several SKUs per call on a standalone server and one hash
+slot's SKUs per call on a cluster; every call of a batch goes in one non-transactional
+pipeline (one round trip per node). Reads: ``window_read.lua``, batched the same way, returns a
+JSON header and the bucket bytes. SKUs whose braces would break the hash tag are
+percent-encoded in keys.
+
+Usage (``client`` a ``redis.asyncio.Redis`` or ``RedisCluster``)::
+
+    store = RedisWindowStore(client, "skc", grace_s=48 * 3600, dedup_horizon_s=7 * 86400,
+                             day_retention=420, hour_retention=21, idle_ttl_s=430 * 86400)
+    result = await store.apply(updates)          # exact under redelivery
+    windows = await store.read_days(result.touched, 57)  # last 57 days up to each watermark day
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from importlib.resources import files
+from typing import Any
+
+import numpy as np
+import orjson
+from redis.asyncio import Redis, RedisCluster
+from redis.crc import key_slot
+from redis.exceptions import NoScriptError
+from redis.typing import KeyT
+
+from streams.window_store import (
+    ApplyResult,
+    DayWindows,
+    Grain,
+    HourWindows,
+    OrderUpdate,
+    SkuMeta,
+)
+
+SLOT_DTYPE = np.dtype([("units", ">i4"), ("orders", ">i4"), ("revenue_milli", ">i8")])
+_APPLY_LUA = files("streams").joinpath("window_apply.lua").read_text()
+_READ_LUA = files("streams").joinpath("window_read.lua").read_text()
+_META_FIELDS = ("wm", "fs", "cat", "pr", "wd", "wh")
+
+
+def sku_tag(sku: str) -> str:
+    """The SKU as it appears inside the key's hash tag (braces and ``%`` percent-encoded)."""
+    if "{" in sku or "}" in sku or "%" in sku:
+        return sku.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+    return sku
+
+
+def sku_keys(prefix: str, sku: str) -> tuple[str, str, str, str]:
+    """(meta, day ring, hour ring, seen) keys of one SKU."""
+    base = f"{prefix}:{{{sku_tag(sku)}}}:"
+    return base + "m", base + "d", base + "h", base + "s"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _parse_meta(sku: str, fields: Sequence[Any]) -> SkuMeta | None:
+    """SkuMeta from (wm, fs, cat, pr, wd, wh); a missing field is None (HMGET) or False (JSON)."""
+    wm, fs, cat, pr, wd, wh = (None if f is False else f for f in fields)
+    if wm is None or fs is None or wd is None or wh is None:
+        return None
+    return SkuMeta(
+        sku=sku,
+        first_seen_ts=float(fs),
+        watermark_ts=float(wm),
+        category=_text(cat) if cat is not None else None,
+        last_price=float(pr) if pr is not None else math.nan,
+        watermark_day=int(wd),
+        watermark_hour=int(wh),
+    )
+
+
+class _Script:
+    """A Lua script run by EVALSHA inside pipelines; reloaded on every node after NOSCRIPT."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def run(
+        self, client: Redis | RedisCluster, calls: Sequence[tuple[Sequence[KeyT], Sequence[Any]]]
+    ) -> list[Any]:
+        """Run every call in one pipeline (one round trip per node); their replies in order."""
+        results: list[Any] = [None] * len(calls)
+        pending = list(range(len(calls)))
+        for attempt in range(2):
+            replies = await self._send(client, calls, pending)
+            missing = []
+            for i, reply in zip(pending, replies, strict=True):
+                if isinstance(reply, NoScriptError) and attempt == 0:
+                    missing.append(i)  # NOSCRIPT: the script did not run, safe to resend
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    results[i] = reply
+            if not missing:
+                break
+            # On a cluster SCRIPT LOAD goes to every primary (a failover or restart loses scripts).
+            await client.script_load(self.source)
+            pending = missing
+        return results
+
+    async def _send(
+        self, client: Redis | RedisCluster, calls: Sequence[tuple[Sequence[KeyT], Sequence[Any]]], which: list[int]
+    ) -> list[Any]:
+        pipe = client.pipeline(transaction=False)
+        for i in which:
+            keys, args = calls[i]
+            # Raw command: redis-py blocks ``evalsha`` in cluster pipelines because it cannot
+            # reload scripts there; run() does that itself.
+            pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
+
+
+class RedisWindowStore:
+    """:class:`streams.window_store.WindowStore` on Redis; see the module doc for the layout."""
+
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        prefix: str,
+        *,
+        grace_s: float,
+        dedup_horizon_s: float,
+        day_retention: int,
+        hour_retention: int,
+        idle_ttl_s: float,
+        skus_per_call: int = 64,
+    ) -> None:
+        """``hour_retention`` is in days; ``skus_per_call`` caps the SKUs one Lua call handles."""
+        if not prefix or "{" in prefix or "}" in prefix:
+            raise ValueError("prefix must be non-empty and free of braces (they are the hash tag)")
+        if grace_s < 0 or dedup_horizon_s < grace_s:
+            raise ValueError("need 0 <= grace_s <= dedup_horizon_s (a forgotten key must be late)")
+        if grace_s + 2 * 86_400 > day_retention * 86_400:
+            raise ValueError("day_retention must exceed the grace period by two days")
+        if grace_s + 3 * 3_600 > hour_retention * 86_400:
+            raise ValueError("hour_retention must exceed the grace period by three hours")
+        if idle_ttl_s < 1 or skus_per_call < 1:
+            raise ValueError("idle_ttl_s and skus_per_call must be positive")
+        self._client = client
+        self._prefix = prefix
+        self._cluster = isinstance(client, RedisCluster)
+        self._skus_per_call = skus_per_call
+        self.day_slots = day_retention + 1
+        self.hour_slots = hour_retention * 24 + 1
+        self._apply_args = [
+            repr(float(grace_s)),
+            repr(float(dedup_horizon_s)),
+            str(self.day_slots),
+            str(self.hour_slots),
+            str(max(1, int(idle_ttl_s))),
+            repr(idle_ttl_s / 16),  # TTLs are refreshed at most this often (server time)
+            str(math.ceil(grace_s / 86_400) + 1),
+            str(math.ceil(grace_s / 3_600) + 3),
+        ]
+        self._key_cache: dict[str, tuple[bytes, ...]] = {}
+        self._apply = _Script(_APPLY_LUA)
+        self._read = _Script(_READ_LUA)
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
+    # -- grouping ---------------------------------------------------------------------------
+
+    def _groups(self, skus: Sequence[str]) -> list[list[int]]:
+        """Indices of ``skus`` grouped into Lua calls: one slot per call on a cluster."""
+        if self._cluster:
+            by_slot: dict[int, list[int]] = {}
+            for i, sku in enumerate(skus):
+                by_slot.setdefault(key_slot(sku_tag(sku).encode()), []).append(i)
+            buckets = list(by_slot.values())
+        else:
+            buckets = [list(range(len(skus)))]
+        step = self._skus_per_call
+        return [b[j : j + step] for b in buckets for j in range(0, len(b), step)]
+
+    def _keys(self, sku: str) -> tuple[bytes, ...]:
+        """The SKU's four keys, encoded once (encoding keys is most of the client's work)."""
+        keys = self._key_cache.get(sku)
+        if keys is None:
+            if len(self._key_cache) >= 500_000:
+                self._key_cache.clear()
+            keys = self._key_cache[sku] = tuple(k.encode() for k in sku_keys(self._prefix, sku))
+        return keys
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def apply(self, updates: Sequence[OrderUpdate]) -> ApplyResult:
+        by_sku: dict[str, list[int]] = {}
+        for i, u in enumerate(updates):
+            by_sku.setdefault(u.sku, []).append(i)
+        skus = list(by_sku)
+        groups = self._groups(skus)
+        calls = []
+        for group in groups:
+            keys: list[bytes] = []
+            events = []
+            for g in group:
+                keys.extend(self._keys(skus[g]))
+                events.append([_wire(updates[i]) for i in by_sku[skus[g]]])
+            calls.append((keys, [orjson.dumps(events, option=orjson.OPT_SERIALIZE_NUMPY), *self._apply_args]))
+        replies = await self._apply.run(self._client, calls)
+
+        result = ApplyResult()
+        late: list[tuple[int, float]] = []
+        for group, reply in zip(groups, replies, strict=True):
+            for g, counts in zip(group, orjson.loads(reply), strict=True):
+                applied, fenced, dups = counts[:3]
+                positions = by_sku[skus[g]]
+                for k in range(3, len(counts), 2):
+                    late.append((positions[counts[k]], float(counts[k + 1])))
+                result.applied += applied
+                result.fenced += fenced
+                result.duplicates += dups
+                if applied:
+                    result.touched.append(skus[g])
+        late.sort()
+        result.late = [updates[i] for i, _ in late]
+        result.late_watermark_ts = [wm for _, wm in late]
+        result.touched.sort()
+        return result
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def _read_grain(
+        self, grain: Grain, skus: Sequence[str], length: int, end: Sequence[int] | None
+    ) -> tuple[np.ndarray, np.ndarray, list[SkuMeta | None]]:
+        """(end bucket per SKU, (n, length) SLOT_DTYPE buckets, meta) for one grain."""
+        if length < 1:
+            raise ValueError("length must be >= 1")
+        if end is not None and len(end) != len(skus):
+            raise ValueError("end must give one bucket per SKU")
+        ring, slots = ("d", self.day_slots) if grain == "day" else ("h", self.hour_slots)
+        groups = self._groups(skus)
+        calls = []
+        for group in groups:
+            keys: list[bytes] = []
+            for g in group:
+                meta_key, day_key, hour_key, _ = self._keys(skus[g])
+                keys += [meta_key, day_key if ring == "d" else hour_key]
+            ends = ["" if end is None else str(int(end[g])) for g in group]
+            calls.append((keys, [ring, str(slots), str(length), *ends]))
+        replies = await self._read.run(self._client, calls)
+
+        n = len(skus)
+        ends_out = np.zeros(n, dtype=np.int64)
+        data = np.zeros((n, length), dtype=SLOT_DTYPE)
+        metas: list[SkuMeta | None] = [None] * n
+        for group, (header, blob) in zip(groups, replies, strict=True):
+            buckets = np.frombuffer(blob, dtype=SLOT_DTYPE)
+            pos = 0
+            for g, row in zip(group, orjson.loads(header), strict=True):
+                metas[g] = _parse_meta(skus[g], row[:6])
+                e, lo, hi = row[6:9]
+                if e is False:
+                    continue  # unknown SKU and no end given: zeros, end bucket 0
+                ends_out[g] = e
+                if lo <= hi:
+                    first = e - length + 1
+                    data[g, lo - first : hi - first + 1] = buckets[pos : pos + hi - lo + 1]
+                    pos += hi - lo + 1
+        return ends_out, data, metas
+
+    async def read_days(self, skus: Sequence[str], length: int, end_day: Sequence[int] | None = None) -> DayWindows:
+        skus = list(skus)
+        ends, data, metas = await self._read_grain("day", skus, length, end_day)
+        return DayWindows(
+            skus=skus,
+            end_day=ends,
+            units=data["units"].astype(np.float32),
+            orders=data["orders"].astype(np.float32),
+            revenue_milli=data["revenue_milli"].astype(np.float64),
+            meta=metas,
+        )
+
+    async def read_hours(self, skus: Sequence[str], length: int, end_hour: Sequence[int] | None = None) -> HourWindows:
+        skus = list(skus)
+        ends, data, metas = await self._read_grain("hour", skus, length, end_hour)
+        return HourWindows(
+            skus=skus,
+            end_hour=ends,
+            units=data["units"].astype(np.float32),
+            orders=data["orders"].astype(np.float32),
+            revenue_milli=data["revenue_milli"].astype(np.float64),
+            meta=metas,
+        )
+
+    async def meta(self, skus: Sequence[str]) -> list[SkuMeta | None]:
+        pipe = self._client.pipeline(transaction=False)
+        for sku in skus:
+            pipe.hmget(sku_keys(self._prefix, sku)[0], list(_META_FIELDS))
+        replies = await pipe.execute()
+        return [_parse_meta(sku, r) for sku, r in zip(skus, replies, strict=True)]
+
+    async def totals(self, sku: str, grain: Grain) -> dict[int, tuple[int, int, int]]:
+        meta_key, day_key, hour_key, _ = sku_keys(self._prefix, sku)
+        ring_key, slots, top_field, base_field = (
+            (day_key, self.day_slots, "wd", "bd") if grain == "day" else (hour_key, self.hour_slots, "wh", "bh")
+        )
+        pipe = self._client.pipeline(transaction=True)  # one slot: MULTI works on a cluster too
+        pipe.hmget(meta_key, [top_field, base_field])
+        pipe.get(ring_key)
+        (top_raw, base_raw), raw = await pipe.execute()
+        if top_raw is None or not raw:
+            return {}
+        top, base = int(top_raw), int(base_raw)
+        ring = np.frombuffer(raw[: len(raw) // SLOT_DTYPE.itemsize * SLOT_DTYPE.itemsize], dtype=SLOT_DTYPE)
+        out: dict[int, tuple[int, int, int]] = {}
+        for slot in np.flatnonzero((ring["units"] != 0) | (ring["orders"] != 0) | (ring["revenue_milli"] != 0)):
+            bucket = top - ((top - base - int(slot)) % slots)
+            u, o, r = ring[slot]
+            out[bucket] = (int(u), int(o), int(r))
+        return dict(sorted(out.items()))
+
+
+def _wire(u: OrderUpdate) -> list[Any]:
+    return [
+        u.partition,
+        u.offset,
+        u.event_ts,
+        u.day,
+        u.hour,
+        u.units,
+        u.revenue_milli,
+        u.price,
+        u.dedup_key,
+        u.category or "",
+    ]

@@ -1,0 +1,114 @@
+"""Walking skeleton, end to end: real orders + malformed messages through a worker subprocess
+on the real Kafka and Redis; Redis buckets equal the ground truth, forecasts and DLQ arrive."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from pathlib import Path
+
+import orjson
+import pandas as pd
+import pytest
+import redis.asyncio as aioredis
+
+from model.data import clean, load_raw, to_order_lines
+from streams.buckets import local_day_hour
+from streams.redis_window_store import RedisWindowStore
+from tests.support import ROOT, WorkerProcess, consume_all, free_port, produce, unique, wait_for_metric
+from worker.replay import encode_lines
+
+pytestmark = [pytest.mark.e2e]
+
+MALFORMED: list[tuple[bytes | None, bytes, str]] = [
+    (None, b"this is not json", "invalid_json"),
+    (None, b"\xff\xfe\x00garbage", "invalid_utf8"),
+    (b"X1", b'{"order_id":"m1","sku":"X1","quantity":2,"unit_price":1.0,"currency":"GBP"}', "missing_field"),
+    (b"X1", b'{"order_id":"m2","sku":"X1","quantity":-3,"unit_price":1.0,"currency":"GBP",'
+            b'"event_time":"2011-11-01T10:00:00Z"}', "invalid_quantity"),
+    (b"X1", b'{"order_id":"m3","sku":"X1","quantity":1,"unit_price":"NaN","currency":"GBP",'
+            b'"event_time":"2011-11-01T10:00:00Z"}', "invalid_unit_price"),
+    (b"X1", b'{"order_id":"m4","sku":"X1","quantity":1,"unit_price":1.0,"currency":"XYZ",'
+            b'"event_time":"2011-11-01T10:00:00Z"}', "invalid_currency"),
+    (b"X1", b'{"schema_version":99,"order_id":"m5","sku":"X1","quantity":1,"unit_price":1.0,'
+            b'"currency":"GBP","event_time":"2011-11-01T10:00:00Z"}', "unknown_schema_version"),
+    (b"X1", b'{"order_id":"m6","sku":"X1","quantity":1,"unit_price":1.0,"currency":"GBP",'
+            b'"event_time":"2999-01-01T00:00:00Z"}', "event_time_in_future"),
+    (None, b'{"pad":"' + b"x" * 20000 + b'"}', "oversized"),
+    (b"X1", b'[1, 2, 3]', "not_an_object"),
+]
+
+
+def real_orders(n_skus: int = 20, n_lines: int = 1000) -> pd.DataFrame:
+    lines = to_order_lines(clean(load_raw(ROOT / "data" / "online_retail.parquet")))
+    lines = lines[lines["event_time"] >= pd.Timestamp("2011-10-01", tz="UTC")]
+    top = lines["sku"].value_counts().index[:n_skus]
+    return lines[lines["sku"].isin(top)].head(n_lines)
+
+
+def ground_truth(lines: pd.DataFrame) -> dict[str, dict[int, tuple[int, int, int]]]:
+    days, _ = local_day_hour(lines["event_time"].map(lambda t: t.timestamp()).to_numpy(), "Europe/London")
+    acc: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0]))
+    for sku, day, q, p in zip(lines["sku"], days, lines["quantity"], lines["unit_price"], strict=True):
+        b = acc[sku][int(day)]
+        b[0] += int(q)
+        b[1] += 1
+        b[2] += round(int(q) * float(p) * 1000)
+    return {s: {d: (v[0], v[1], v[2]) for d, v in days_.items()} for s, days_ in acc.items()}
+
+
+async def redis_totals(prefix: str, skus: list[str]) -> dict[str, dict[int, tuple[int, int, int]]]:
+    client = aioredis.Redis(host="127.0.0.1", port=6379)
+    store = RedisWindowStore(client, prefix, grace_s=48 * 3600, dedup_horizon_s=7 * 86400,
+                             day_retention=420, hour_retention=21, idle_ttl_s=430 * 86400)
+    try:
+        return {s: await store.totals(s, "day") for s in skus}
+    finally:
+        await client.aclose()
+
+
+def test_real_orders_to_buckets_forecasts_and_dead_letters(services: None, trained_model: Path,
+                                                           tmp_path: Path) -> None:
+    name = unique("skel")
+    env = {
+        "SKUCAST_APP_ID": name, "SKUCAST_TOPIC_PREFIX": f"{name}.", "SKUCAST_REDIS_PREFIX": name,
+        "SKUCAST_MODEL_DIR": str(trained_model), "SKUCAST_WEB_PORT": str(free_port()),
+        "SKUCAST_STATE_DIR": str(Path.home() / ".cache" / "skucast"),
+    }
+    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    try:
+        lines = real_orders()
+        skus = sorted(lines["sku"].unique())
+        assert len(lines) == 1000 and len(skus) == 20
+        good = [(k, v) for k, v, _ in encode_lines(lines)]
+        bad = [(k, v) for k, v, _ in MALFORMED]
+        # Malformed messages interleaved with real ones: the worker must keep going past each.
+        mixed = good[:300] + bad[:5] + good[300:700] + bad[5:] + good[700:]
+        produce(f"{name}.orders", mixed)
+
+        dead = consume_all(f"{name}.orders.dlq", until=lambda d: len(d) >= 10, timeout_s=90)
+        assert sorted(d["reason"] for d in dead) == sorted(r for _, _, r in MALFORMED)
+        assert all(d["detail"] and d["source_topic"] == f"{name}.orders" and d["offset"] >= 0 for d in dead)
+
+        def every_sku_forecast_with_final_totals(docs: list[dict]) -> bool:
+            return {d["sku"] for d in docs} >= set(skus)
+
+        forecasts = consume_all(f"{name}.forecasts", until=every_sku_forecast_with_final_totals, timeout_s=120)
+        assert {f["sku"] for f in forecasts} == set(skus)
+        for f in forecasts:
+            assert f["horizon"] == 14 and len(f["values"]) == 14
+            assert f["quantiles"] == [0.1, 0.5, 0.9]
+            for day in f["values"]:
+                assert day[0] >= 0 and day[0] <= day[1] <= day[2]
+            assert f["model_version"] == (trained_model / "LATEST").read_text().strip()
+
+        wait_for_metric(worker, "skucast_events_applied_total", 1000)
+        truth = ground_truth(lines)
+        stored = asyncio.run(redis_totals(name, skus))
+        assert stored == truth
+        assert worker.alive(), worker.log()
+        assert wait_for_metric(worker, "skucast_events_applied_total", 1000) == 1000
+        assert wait_for_metric(worker, "skucast_dead_letters_total", 10) == 10
+    finally:
+        worker.stop()
+    assert orjson.loads(orjson.dumps(dead[0]))  # the DLQ payload is plain JSON

@@ -1,0 +1,138 @@
+"""Helpers shared by the integration and end-to-end tiers (real services, real processes)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, Producer
+
+ROOT = Path(__file__).resolve().parents[1]
+SKUCAST = str(Path(sys.executable).with_name("skucast"))
+if not Path(SKUCAST).exists():
+    SKUCAST = shutil.which("skucast") or "skucast"
+BOOTSTRAP = "127.0.0.1:9092"
+
+
+def unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class WorkerProcess:
+    """``skucast worker`` as a subprocess with its own topics, group and Redis prefix."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+        self.port = int(env["SKUCAST_WEB_PORT"])
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 90) -> WorkerProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
+        self.proc = subprocess.Popen([SKUCAST, "worker"], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                     cwd=ROOT, start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"worker did not become healthy:\n{self.log()}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path.exists() else ""
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            return str(r.read().decode())
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def produce(topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+    prod = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 10, "enable.idempotence": True})
+    for key, value in messages:
+        prod.produce(topic, key=key, value=value)
+    assert prod.flush(30) == 0
+
+
+def consume_all(topic: str, *, until: Any = None, timeout_s: float = 60, idle_s: float | None = None) -> list[dict]:
+    """Read ``topic`` from the beginning until ``until(docs)`` is true, idle or timeout."""
+    consumer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": unique("test"),
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    docs: list[dict] = []
+    deadline = time.monotonic() + timeout_s
+    last = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                if until is not None and until(docs):
+                    break
+                if idle_s is not None and docs and time.monotonic() - last > idle_s:
+                    break
+                continue
+            last = time.monotonic()
+            docs.append(orjson.loads(msg.value()))
+            if until is not None and until(docs):
+                break
+    finally:
+        consumer.close()
+    return docs
+
+
+def metric_value(metrics_text: str, name: str) -> float:
+    """Sum of every sample of ``name`` (all label sets) in a Prometheus text page."""
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if line.startswith(name) and (line[len(name)] in " {"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def wait_for_metric(worker: WorkerProcess, name: str, at_least: float, timeout_s: float = 90) -> float:
+    deadline = time.monotonic() + timeout_s
+    value = 0.0
+    while time.monotonic() < deadline:
+        value = metric_value(worker.metrics(), name)
+        if value >= at_least:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"{name} reached only {value}, wanted {at_least}\n{worker.log()}")
