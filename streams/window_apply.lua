@@ -19,6 +19,9 @@ local call, format = redis.call, string.format
 local SLOT = 16 -- bytes per bucket: units i32, orders i32, revenue_milli i64 (big-endian)
 -- Zeros are built a slot at a time: Lua 5.1's string.rep appends its unit once per repeat.
 local ZERO_SLOT = string.rep('\0', SLOT)
+local function zeros(nbytes)
+  return string.rep(ZERO_SLOT, math.floor(nbytes / SLOT)) .. string.rep('\0', nbytes % SLOT)
+end
 local batch = cjson.decode(ARGV[1])
 local grace = tonumber(ARGV[2])
 local horizon = tonumber(ARGV[3])
@@ -52,7 +55,7 @@ local function clear(key, old_top, top, base, n)
     -- First wrap: the string grew slot by slot and Redis over-allocates growing strings (up to
     -- 2x); rewrite it once at its final size (SET allocates exactly, KEEPTTL keeps the TTL).
     local ring = call('GET', key) or ''
-    if #ring < n * SLOT then ring = ring .. string.rep(ZERO_SLOT, n - #ring / SLOT) end
+    if #ring < n * SLOT then ring = ring .. zeros(n * SLOT - #ring) end
     call('SET', key, ring, 'KEEPTTL')
   end
   if top - lo + 1 >= n then

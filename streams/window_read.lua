@@ -9,6 +9,9 @@
 
 local SLOT = 16
 local ZERO_SLOT = string.rep('\0', SLOT) -- padding a slot at a time (Lua 5.1's string.rep is per unit)
+local function zeros(nbytes)
+  return string.rep(ZERO_SLOT, math.floor(nbytes / SLOT)) .. string.rep('\0', nbytes % SLOT)
+end
 local grain = ARGV[1]
 local n = tonumber(ARGV[2])
 local length = tonumber(ARGV[3])
@@ -20,7 +23,7 @@ end
 local function slice(key, s0, s1)
   local want = (s1 - s0 + 1) * SLOT
   local got = redis.call('GETRANGE', key, int(s0 * SLOT), int((s1 + 1) * SLOT - 1))
-  if #got < want then got = got .. string.rep(ZERO_SLOT, (want - #got) / SLOT) end
+  if #got < want then got = got .. zeros(want - #got) end
   return got
 end
 
