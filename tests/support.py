@@ -136,3 +136,79 @@ def wait_for_metric(worker: WorkerProcess, name: str, at_least: float, timeout_s
             return value
         time.sleep(0.5)
     raise AssertionError(f"{name} reached only {value}, wanted {at_least}\n{worker.log()}")
+
+
+def worker_env(name: str, model_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment of an isolated worker: its own topics, consumer group, Redis keys and port."""
+    return {
+        "SKUCAST_APP_ID": name,
+        "SKUCAST_TOPIC_PREFIX": f"{name}.",
+        "SKUCAST_REDIS_PREFIX": name,
+        "SKUCAST_MODEL_DIR": str(model_dir),
+        "SKUCAST_WEB_PORT": str(free_port()),
+        "SKUCAST_STATE_DIR": str(Path.home() / ".cache" / "skucast"),
+        **extra,
+    }
+
+
+def real_order_lines(start: str = "2011-10-01") -> Any:
+    """The bundled Online Retail order lines (cleaned), from ``start`` on, in event-time order."""
+    import pandas as pd
+
+    from model.data import clean, load_raw, to_order_lines
+
+    lines = to_order_lines(clean(load_raw(ROOT / "data" / "online_retail.parquet")))
+    return lines[lines["event_time"] >= pd.Timestamp(start, tz="UTC")]
+
+
+Buckets = dict[str, dict[int, tuple[int, int, int]]]
+
+
+def ground_truth(lines: Any, grain: str = "day", tz: str = "Europe/London") -> Buckets:
+    """(units, order lines, revenue in millis) per SKU and local bucket, summed from the input."""
+    from collections import defaultdict
+
+    from streams.buckets import local_day_hour
+
+    days, hours = local_day_hour(lines["event_time"].map(lambda t: t.timestamp()).to_numpy(), tz)
+    index = days if grain == "day" else hours
+    acc: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0]))
+    for sku, b, q, p in zip(lines["sku"], index, lines["quantity"], lines["unit_price"], strict=True):
+        cell = acc[sku][int(b)]
+        cell[0] += int(q)
+        cell[1] += 1
+        cell[2] += round(int(q) * float(p) * 1000)
+    return {s: {b: (v[0], v[1], v[2]) for b, v in per.items()} for s, per in acc.items()}
+
+
+def redis_buckets(prefix: str, skus: list[str], grain: str = "day") -> Buckets:
+    """What the worker stored, read through the project's own window store."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from streams.redis_window_store import RedisWindowStore
+
+    async def read() -> Buckets:
+        client = aioredis.Redis(host="127.0.0.1", port=6379)
+        store = RedisWindowStore(client, prefix, grace_s=48 * 3600, dedup_horizon_s=7 * 86400,
+                                 day_retention=420, hour_retention=21, idle_ttl_s=430 * 86400)
+        try:
+            return {s: await store.totals(s, grain) for s in skus}  # type: ignore[arg-type]
+        finally:
+            await client.aclose()
+
+    return asyncio.run(read())
+
+
+def wait_until_equal(expected: Buckets, prefix: str, grain: str = "day", timeout_s: float = 180) -> Buckets:
+    """Poll Redis until it holds exactly ``expected`` (or time out and return what it holds)."""
+    deadline = time.monotonic() + timeout_s
+    skus = sorted(expected)
+    stored: Buckets = {}
+    while time.monotonic() < deadline:
+        stored = redis_buckets(prefix, skus, grain)
+        if stored == expected:
+            break
+        time.sleep(1)
+    return stored

@@ -35,10 +35,6 @@ STORE_DEFAULTS: dict[str, Any] = {
 }
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "contract: protocol contract suite against real services")
-
-
 @pytest.fixture(scope="session")
 def standalone_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = shutil.which("redis-server")

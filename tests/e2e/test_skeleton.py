@@ -3,19 +3,23 @@ on the real Kafka and Redis; Redis buckets equal the ground truth, forecasts and
 
 from __future__ import annotations
 
-import asyncio
-from collections import defaultdict
 from pathlib import Path
 
 import orjson
 import pandas as pd
 import pytest
-import redis.asyncio as aioredis
 
-from model.data import clean, load_raw, to_order_lines
-from streams.buckets import local_day_hour
-from streams.redis_window_store import RedisWindowStore
-from tests.support import ROOT, WorkerProcess, consume_all, free_port, produce, unique, wait_for_metric
+from tests.support import (
+    WorkerProcess,
+    consume_all,
+    ground_truth,
+    produce,
+    real_order_lines,
+    redis_buckets,
+    unique,
+    wait_for_metric,
+    worker_env,
+)
 from worker.replay import encode_lines
 
 pytestmark = [pytest.mark.e2e]
@@ -40,42 +44,15 @@ MALFORMED: list[tuple[bytes | None, bytes, str]] = [
 
 
 def real_orders(n_skus: int = 20, n_lines: int = 1000) -> pd.DataFrame:
-    lines = to_order_lines(clean(load_raw(ROOT / "data" / "online_retail.parquet")))
-    lines = lines[lines["event_time"] >= pd.Timestamp("2011-10-01", tz="UTC")]
+    lines = real_order_lines("2011-10-01")
     top = lines["sku"].value_counts().index[:n_skus]
     return lines[lines["sku"].isin(top)].head(n_lines)
-
-
-def ground_truth(lines: pd.DataFrame) -> dict[str, dict[int, tuple[int, int, int]]]:
-    days, _ = local_day_hour(lines["event_time"].map(lambda t: t.timestamp()).to_numpy(), "Europe/London")
-    acc: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0]))
-    for sku, day, q, p in zip(lines["sku"], days, lines["quantity"], lines["unit_price"], strict=True):
-        b = acc[sku][int(day)]
-        b[0] += int(q)
-        b[1] += 1
-        b[2] += round(int(q) * float(p) * 1000)
-    return {s: {d: (v[0], v[1], v[2]) for d, v in days_.items()} for s, days_ in acc.items()}
-
-
-async def redis_totals(prefix: str, skus: list[str]) -> dict[str, dict[int, tuple[int, int, int]]]:
-    client = aioredis.Redis(host="127.0.0.1", port=6379)
-    store = RedisWindowStore(client, prefix, grace_s=48 * 3600, dedup_horizon_s=7 * 86400,
-                             day_retention=420, hour_retention=21, idle_ttl_s=430 * 86400)
-    try:
-        return {s: await store.totals(s, "day") for s in skus}
-    finally:
-        await client.aclose()
 
 
 def test_real_orders_to_buckets_forecasts_and_dead_letters(services: None, trained_model: Path,
                                                            tmp_path: Path) -> None:
     name = unique("skel")
-    env = {
-        "SKUCAST_APP_ID": name, "SKUCAST_TOPIC_PREFIX": f"{name}.", "SKUCAST_REDIS_PREFIX": name,
-        "SKUCAST_MODEL_DIR": str(trained_model), "SKUCAST_WEB_PORT": str(free_port()),
-        "SKUCAST_STATE_DIR": str(Path.home() / ".cache" / "skucast"),
-    }
-    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    worker = WorkerProcess(worker_env(name, trained_model), tmp_path / "worker.log").start()
     try:
         lines = real_orders()
         skus = sorted(lines["sku"].unique())
@@ -103,9 +80,7 @@ def test_real_orders_to_buckets_forecasts_and_dead_letters(services: None, train
             assert f["model_version"] == (trained_model / "LATEST").read_text().strip()
 
         wait_for_metric(worker, "skucast_events_applied_total", 1000)
-        truth = ground_truth(lines)
-        stored = asyncio.run(redis_totals(name, skus))
-        assert stored == truth
+        assert redis_buckets(name, skus) == ground_truth(lines)
         assert worker.alive(), worker.log()
         assert wait_for_metric(worker, "skucast_events_applied_total", 1000) == 1000
         assert wait_for_metric(worker, "skucast_dead_letters_total", 10) == 10
