@@ -159,7 +159,8 @@ class DeadLetter(_Wire):
     partition: int
     offset: int
     key_b64: str | None = None
-    original_b64: str
+    original_b64: str = Field(description="original message bytes, base64; a raw customer_id is replaced by its hash")
+    customer_id_redacted: bool = False
     received_at: AwareDatetime
 
 

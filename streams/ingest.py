@@ -52,7 +52,24 @@ def hash_customer_id(customer_id: str, key: bytes) -> str:
     return hmac.new(key, customer_id.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def dead_letter(record: RawRecord, reason: str, detail: str, received_at: datetime) -> DeadLetter:
+def redact_customer_id(raw: bytes, key: bytes) -> tuple[bytes, bool]:
+    """The message with a raw ``customer_id`` replaced by its keyed hash, when it can be found.
+
+    Dead letters keep the original bytes for replay, except this one field: a raw customer id
+    must never be stored or emitted, not even in the DLQ.
+    """
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw, False
+    if not isinstance(doc, dict) or doc.get("customer_id") is None:
+        return raw, False
+    doc["customer_id"] = "hmac-sha256:" + hash_customer_id(str(doc["customer_id"]), key)
+    return orjson.dumps(doc), True
+
+
+def dead_letter(record: RawRecord, reason: str, detail: str, received_at: datetime, hash_key: bytes) -> DeadLetter:
+    original, redacted = redact_customer_id(record.value or b"", hash_key)
     return DeadLetter(
         reason=reason,
         detail=detail[:500],
@@ -60,7 +77,8 @@ def dead_letter(record: RawRecord, reason: str, detail: str, received_at: dateti
         partition=record.partition,
         offset=record.offset,
         key_b64=base64.b64encode(record.key).decode() if record.key is not None else None,
-        original_b64=base64.b64encode(record.value or b"").decode(),
+        original_b64=base64.b64encode(original).decode(),
+        customer_id_redacted=redacted,
         received_at=received_at,
     )
 
@@ -135,5 +153,5 @@ def decode_orders(
         try:
             batch.orders.append((record, _parse(record, hash_key, now, future_tolerance)))
         except _Rejected as rej:
-            batch.dead.append(dead_letter(record, rej.reason, rej.detail, now))
+            batch.dead.append(dead_letter(record, rej.reason, rej.detail, now, hash_key))
     return batch

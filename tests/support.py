@@ -85,16 +85,18 @@ class WorkerProcess:
                 self.kill()
 
 
-def produce(topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
-    prod = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 10, "enable.idempotence": True})
+def produce(topic: str, messages: list[tuple[bytes | None, bytes]], bootstrap: str = BOOTSTRAP) -> None:
+    prod = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "enable.idempotence": True})
     for key, value in messages:
         prod.produce(topic, key=key, value=value)
     assert prod.flush(30) == 0
 
 
-def consume_all(topic: str, *, until: Any = None, timeout_s: float = 60, idle_s: float | None = None) -> list[dict]:
+def consume_all(
+    topic: str, *, until: Any = None, timeout_s: float = 60, idle_s: float | None = None, bootstrap: str = BOOTSTRAP
+) -> list[dict]:
     """Read ``topic`` from the beginning until ``until(docs)`` is true, idle or timeout."""
-    consumer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": unique("test"),
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("test"),
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.subscribe([topic])
     docs: list[dict] = []
@@ -181,7 +183,7 @@ def ground_truth(lines: Any, grain: str = "day", tz: str = "Europe/London") -> B
     return {s: {b: (v[0], v[1], v[2]) for b, v in per.items()} for s, per in acc.items()}
 
 
-def redis_buckets(prefix: str, skus: list[str], grain: str = "day") -> Buckets:
+def redis_buckets(prefix: str, skus: list[str], grain: str = "day", redis_port: int = 6379) -> Buckets:
     """What the worker stored, read through the project's own window store."""
     import asyncio
 
@@ -190,7 +192,7 @@ def redis_buckets(prefix: str, skus: list[str], grain: str = "day") -> Buckets:
     from streams.redis_window_store import RedisWindowStore
 
     async def read() -> Buckets:
-        client = aioredis.Redis(host="127.0.0.1", port=6379)
+        client = aioredis.Redis(host="127.0.0.1", port=redis_port)
         store = RedisWindowStore(client, prefix, grace_s=48 * 3600, dedup_horizon_s=7 * 86400,
                                  day_retention=420, hour_retention=21, idle_ttl_s=430 * 86400)
         try:
@@ -201,13 +203,15 @@ def redis_buckets(prefix: str, skus: list[str], grain: str = "day") -> Buckets:
     return asyncio.run(read())
 
 
-def wait_until_equal(expected: Buckets, prefix: str, grain: str = "day", timeout_s: float = 180) -> Buckets:
+def wait_until_equal(
+    expected: Buckets, prefix: str, grain: str = "day", timeout_s: float = 180, redis_port: int = 6379
+) -> Buckets:
     """Poll Redis until it holds exactly ``expected`` (or time out and return what it holds)."""
     deadline = time.monotonic() + timeout_s
     skus = sorted(expected)
     stored: Buckets = {}
     while time.monotonic() < deadline:
-        stored = redis_buckets(prefix, skus, grain)
+        stored = redis_buckets(prefix, skus, grain, redis_port)
         if stored == expected:
             break
         time.sleep(1)

@@ -3,6 +3,7 @@ on the real Kafka and Redis; Redis buckets equal the ground truth, forecasts and
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import orjson
@@ -29,7 +30,7 @@ MALFORMED: list[tuple[bytes | None, bytes, str]] = [
     (None, b"\xff\xfe\x00garbage", "invalid_utf8"),
     (b"X1", b'{"order_id":"m1","sku":"X1","quantity":2,"unit_price":1.0,"currency":"GBP"}', "missing_field"),
     (b"X1", b'{"order_id":"m2","sku":"X1","quantity":-3,"unit_price":1.0,"currency":"GBP",'
-            b'"event_time":"2011-11-01T10:00:00Z"}', "invalid_quantity"),
+            b'"event_time":"2011-11-01T10:00:00Z","customer_id":"CUST-SECRET-42"}', "invalid_quantity"),
     (b"X1", b'{"order_id":"m3","sku":"X1","quantity":1,"unit_price":"NaN","currency":"GBP",'
             b'"event_time":"2011-11-01T10:00:00Z"}', "invalid_unit_price"),
     (b"X1", b'{"order_id":"m4","sku":"X1","quantity":1,"unit_price":1.0,"currency":"XYZ",'
@@ -82,8 +83,36 @@ def test_real_orders_to_buckets_forecasts_and_dead_letters(services: None, train
         wait_for_metric(worker, "skucast_events_applied_total", 1000)
         assert redis_buckets(name, skus) == ground_truth(lines)
         assert worker.alive(), worker.log()
+        assert_no_raw_customer_ids(name, [*map(str, lines["customer_id"].dropna().unique()), "CUST-SECRET-42"])
         assert wait_for_metric(worker, "skucast_events_applied_total", 1000) == 1000
         assert wait_for_metric(worker, "skucast_dead_letters_total", 10) == 10
     finally:
         worker.stop()
     assert orjson.loads(orjson.dumps(dead[0]))  # the DLQ payload is plain JSON
+
+
+def assert_no_raw_customer_ids(name: str, raw_ids: list[str]) -> None:
+    """No raw customer id in any Redis value of this run nor on any output topic."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=6379)
+    values: set[bytes] = set()
+    for key in client.scan_iter(match=f"{name}:*", count=1000):
+        kind = client.type(key)
+        if kind == b"hash":
+            values.update(v for kv in client.hgetall(key).items() for v in kv)
+        elif kind == b"zset":
+            values.update(m for m, _ in client.zrange(key, 0, -1, withscores=True))
+        elif kind == b"string":
+            values.add(client.get(key) or b"")
+        elif kind == b"list":
+            values.update(client.lrange(key, 0, -1))
+    docs = [d for t in ("forecasts", "alerts", "orders.dlq", "orders.late")
+            for d in consume_all(f"{name}.{t}", timeout_s=5, idle_s=2)]
+    # Dead letters carry the original bytes base64-encoded: look inside them too.
+    originals = [base64.b64decode(d["original_b64"]) for d in docs if "original_b64" in d]
+    published = b"\n".join([*map(orjson.dumps, docs), *originals])
+    assert values and published, "nothing was read back: the check would be vacuous"
+    text = b"\n".join(values) + published
+    leaked = [c for c in raw_ids if c.encode() in values or f'"{c}"'.encode() in text]
+    assert not leaked, f"raw customer ids found: {leaked[:5]}"

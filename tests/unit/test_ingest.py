@@ -114,3 +114,11 @@ def test_forecast_event_rejects_crossed_quantiles() -> None:
         ForecastEvent(**base, values=[[1.0, 0.5, 3.0]])
     with pytest.raises(ValueError, match="one row per horizon day"):
         ForecastEvent(**base, values=[[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])
+
+
+def test_dead_letters_never_carry_a_raw_customer_id() -> None:
+    doc = {**GOOD, "quantity": -1, "customer_id": "CUST-SECRET-42"}
+    dead = decode(rec(orjson.dumps(doc))).dead[0]
+    original = base64.b64decode(dead.original_b64)
+    assert b"CUST-SECRET-42" not in original and dead.customer_id_redacted
+    assert orjson.loads(original)["customer_id"] == "hmac-sha256:" + hash_customer_id("CUST-SECRET-42", b"secret")

@@ -1,0 +1,78 @@
+"""The CLI as a new user meets it: help everywhere, and common mistakes answered with one clear
+line (what is wrong, the address, what to run) and exit code 1 — never a traceback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support import ROOT, SKUCAST
+
+COMMANDS = [[], ["services"], ["services", "up"], ["services", "down"], ["services", "status"], ["config", "show"],
+            ["train"], ["worker"], ["replay"], ["tail"]]
+
+
+def run(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SKUCAST, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout,
+                          env={**os.environ, **env})
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "root")
+def test_every_command_has_help(command: list[str]) -> None:
+    result = run(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout
+    if command and command != ["services"]:
+        assert "Example" in result.stdout
+
+
+def assert_clean_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    for needle in needles:
+        assert needle in result.stderr, result.stderr
+
+
+def test_bad_config_value_names_the_setting_and_range() -> None:
+    assert_clean_error(run("config", "show", SKUCAST_KAFKA_PORT="70000"), "SKUCAST_KAFKA_PORT", "65535")
+
+
+def test_config_show_masks_secrets() -> None:
+    result = run("config", "show", SKUCAST_CUSTOMER_HASH_KEY="hunter2-very-secret")
+    assert result.returncode == 0 and "hunter2-very-secret" not in result.stdout
+    assert "SKUCAST_CUSTOMER_HASH_KEY" in result.stdout
+
+
+def test_worker_without_a_model_says_how_to_train_one(tmp_path: Path) -> None:
+    assert_clean_error(run("worker", SKUCAST_MODEL_DIR=str(tmp_path)), "skucast train")
+
+
+def test_worker_refuses_a_model_whose_checksum_does_not_match(trained_model: Path, tmp_path: Path) -> None:
+    tampered = tmp_path / "models"
+    shutil.copytree(trained_model, tampered)
+    version = (tampered / "LATEST").read_text().strip()
+    with open(tampered / f"{version}.pt", "ab") as f:
+        f.write(b"\0")
+    assert_clean_error(run("worker", SKUCAST_MODEL_DIR=str(tampered)), "checksum", "skucast train")
+
+
+def test_worker_with_redis_down_names_address_and_command(trained_model: Path) -> None:
+    result = run("worker", SKUCAST_MODEL_DIR=str(trained_model), SKUCAST_REDIS_PORT="6")
+    assert_clean_error(result, "127.0.0.1:6", "skucast services up")
+
+
+def test_replay_with_kafka_down_names_address_and_command() -> None:
+    result = run("replay", "--limit", "1", SKUCAST_KAFKA_PORT="7", timeout=180)
+    assert_clean_error(result, "127.0.0.1:7", "skucast services up")
+
+
+def test_tail_unknown_topic_lists_choices() -> None:
+    assert_clean_error(run("tail", "nonsense"), "forecasts", "alerts")
+
+
+def test_train_with_missing_data_file(tmp_path: Path) -> None:
+    assert_clean_error(run("train", "--data", str(tmp_path / "nope.parquet")), "--data")
