@@ -177,12 +177,11 @@ def _check_redis(s: Settings) -> None:
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
+    from worker.connections import redis_kwargs
     from worker.services.redis import redis_client_error_message
 
-    password = s.redis_password.get_secret_value() if s.redis_password else None
     try:
-        redis.Redis(host=s.redis_host, port=s.redis_port, password=password, socket_connect_timeout=3,
-                    retry=Retry(NoBackoff(), 0)).ping()
+        redis.Redis(**redis_kwargs(s), socket_connect_timeout=3, retry=Retry(NoBackoff(), 0)).ping()
     except (redis.exceptions.ConnectionError, redis.exceptions.AuthenticationError,
             redis.exceptions.ResponseError, OSError) as exc:
         raise UserError(redis_client_error_message(s, exc)) from None

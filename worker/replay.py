@@ -15,11 +15,23 @@ import orjson
 import pandas as pd
 from confluent_kafka import Producer
 
+from worker.connections import confluent_config
 from worker.settings import Settings
 from worker.topics_admin import unreachable
 
-WIRE_FIELDS = ("order_id", "line", "sku", "quantity", "unit_price", "currency", "event_time",
-               "category", "market", "channel", "customer_id")
+WIRE_FIELDS = (
+    "order_id",
+    "line",
+    "sku",
+    "quantity",
+    "unit_price",
+    "currency",
+    "event_time",
+    "category",
+    "market",
+    "channel",
+    "customer_id",
+)
 
 
 @dataclass(frozen=True)
@@ -55,13 +67,12 @@ def encode_lines(lines: pd.DataFrame) -> Iterator[tuple[bytes, bytes, float]]:
 
 
 def producer(settings: Settings) -> Producer:
-    return Producer({
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "linger.ms": 20,
-        "enable.idempotence": True,
-        "compression.type": "lz4",
-        "message.timeout.ms": 30000,
-    })
+    return Producer(
+        confluent_config(
+            settings,
+            **{"linger.ms": 20, "enable.idempotence": True, "compression.type": "lz4", "message.timeout.ms": 30000},
+        )
+    )
 
 
 def replay(
@@ -114,5 +125,3 @@ def replay(
     if on_progress:
         on_progress(sent)
     return delivered
-
-

@@ -30,6 +30,14 @@ class Settings(BaseSettings):
     redis_port: int = Field(6379, ge=1, le=65535)
     redis_db: int = Field(0, ge=0, le=15)
     redis_password: SecretStr | None = None
+    # --- security (all off for the local loopback stack) ---
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    redis_tls: bool = False
+    redis_tls_cafile: Path | None = None
     state_dir: Path = DEFAULT_STATE_DIR
     """Cache of downloaded jars and the services' run directory (data, logs, PIDs)."""
 

@@ -11,6 +11,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError
 
 from streams.topics import ALERTS, FORECASTS, ORDERS_DLQ, ORDERS_LATE
+from worker.connections import confluent_config
 from worker.settings import Settings
 
 TOPICS = {"forecasts": FORECASTS, "alerts": ALERTS, "dlq": ORDERS_DLQ, "late": ORDERS_LATE}
@@ -46,7 +47,10 @@ def format_late(doc: dict[str, Any]) -> str:
 
 
 FORMATTERS: dict[str, Callable[[dict[str, Any]], str]] = {
-    "forecasts": format_forecast, "alerts": format_alert, "dlq": format_dead, "late": format_late,
+    "forecasts": format_forecast,
+    "alerts": format_alert,
+    "dlq": format_dead,
+    "late": format_late,
 }
 
 
@@ -60,12 +64,16 @@ def tail(
     idle_timeout_s: float | None = None,
 ) -> int:
     """Print messages of one output topic until interrupted, ``max_messages`` or idle timeout."""
-    consumer = Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "group.id": f"skucast-tail-{uuid.uuid4().hex[:8]}",
-        "auto.offset.reset": "earliest" if from_beginning else "latest",
-        "enable.auto.commit": False,
-    })
+    consumer = Consumer(
+        confluent_config(
+            settings,
+            **{
+                "group.id": f"skucast-tail-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest" if from_beginning else "latest",
+                "enable.auto.commit": False,
+            },
+        )
+    )
     consumer.subscribe([settings.topic(TOPICS[which])])
     fmt = FORMATTERS[which]
     seen = 0

@@ -6,6 +6,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.topics import TopicSpec, topic_specs
+from worker.connections import confluent_config
 from worker.settings import Settings
 
 
@@ -21,7 +22,7 @@ def unreachable(settings: Settings, detail: str) -> KafkaUnavailable:
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "socket.timeout.ms": 5000})
+    return AdminClient(confluent_config(settings, **{"socket.timeout.ms": 5000}))
 
 
 def ensure_topics(settings: Settings, timeout_s: float = 15.0) -> list[str]:
