@@ -4,6 +4,7 @@
 set -uo pipefail
 VENV="${1:-$(bash "$(dirname "$0")/bootstrap.sh")}"
 cd "$(dirname "$0")/.."
+bash scripts/system_deps.sh || exit 1
 "$VENV/bin/ruff" check streams model worker tests benchmarks || exit 1
 "$VENV/bin/mypy" || exit 1
 "$VENV/bin/python" -m pytest "${@:2}"

@@ -183,7 +183,9 @@ def ground_truth(lines: Any, grain: str = "day", tz: str = "Europe/London") -> B
     return {s: {b: (v[0], v[1], v[2]) for b, v in per.items()} for s, per in acc.items()}
 
 
-def redis_buckets(prefix: str, skus: list[str], grain: str = "day", redis_port: int = 6379) -> Buckets:
+def redis_buckets(
+    prefix: str, skus: list[str], grain: str = "day", redis_port: int = 6379, hour_retention: int = 21
+) -> Buckets:
     """What the worker stored, read through the project's own window store."""
     import asyncio
 
@@ -194,7 +196,7 @@ def redis_buckets(prefix: str, skus: list[str], grain: str = "day", redis_port: 
     async def read() -> Buckets:
         client = aioredis.Redis(host="127.0.0.1", port=redis_port)
         store = RedisWindowStore(client, prefix, grace_s=48 * 3600, dedup_horizon_s=7 * 86400,
-                                 day_retention=420, hour_retention=21, idle_ttl_s=430 * 86400)
+                                 day_retention=420, hour_retention=hour_retention, idle_ttl_s=430 * 86400)
         try:
             return {s: await store.totals(s, grain) for s in skus}  # type: ignore[arg-type]
         finally:
@@ -204,14 +206,19 @@ def redis_buckets(prefix: str, skus: list[str], grain: str = "day", redis_port: 
 
 
 def wait_until_equal(
-    expected: Buckets, prefix: str, grain: str = "day", timeout_s: float = 180, redis_port: int = 6379
+    expected: Buckets,
+    prefix: str,
+    grain: str = "day",
+    timeout_s: float = 180,
+    redis_port: int = 6379,
+    hour_retention: int = 21,
 ) -> Buckets:
     """Poll Redis until it holds exactly ``expected`` (or time out and return what it holds)."""
     deadline = time.monotonic() + timeout_s
     skus = sorted(expected)
     stored: Buckets = {}
     while time.monotonic() < deadline:
-        stored = redis_buckets(prefix, skus, grain, redis_port)
+        stored = redis_buckets(prefix, skus, grain, redis_port, hour_retention)
         if stored == expected:
             break
         time.sleep(1)
