@@ -24,3 +24,6 @@ services-down:
 
 train:
 	$(SKUCAST) train
+
+benchmarks:      ## every benchmark, full runs (needs services up); QUICK=1 for the smoke versions
+	$(PY) benchmarks/run_all.py $(if $(QUICK),--quick,)

@@ -176,7 +176,7 @@ async def _drop_prefix(client: Any, prefix: str) -> None:
 async def _unlink(client: Any, keys: list[bytes]) -> None:
     pipe = client.pipeline(transaction=False)
     for key in keys:
-        pipe.unlink(key)
+        pipe.execute_command("UNLINK", key)  # (ClusterPipeline.unlink is a coroutine)
     await pipe.execute()
 
 
@@ -212,6 +212,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         client = aioredis.Redis.from_url(args.redis_url)
     else:
         client = aioredis.Redis(port=OWN_PORT)
+    load_before = os.getloadavg()[0]  # the numbers mean little on a busy machine: say how busy
     try:
         info = await client.info("server") if not args.cluster else {}
         results = [await bench_size(client, args.cluster, n, batches, budget_s) for n in sizes]
@@ -224,6 +225,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "redis_version": info.get("redis_version", "cluster"),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
+        "load_average_1m": {"before": load_before, "after": os.getloadavg()[0]},
         "day_retention": DAY_RETENTION,
         "hour_retention_days": HOUR_RETENTION_DAYS,
         "results": [asdict(r) for r in results],
@@ -231,7 +233,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def render(report: dict[str, Any], console: Console) -> None:
-    table = Table(title=f"window store ({report['backend']}, {report['mode']})")
+    load = report["load_average_1m"]
+    title = f"window store ({report['backend']}, {report['mode']}; load {load['before']:.1f} → {load['after']:.1f})"
+    table = Table(title=title)
     for col in ("SKUs", "batch", "updates/s", "SKU reads/s (64 d)", "SKU reads/s (366 d)", "bytes/SKU"):
         table.add_column(col, justify="right")
     for size in report["results"]:

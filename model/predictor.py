@@ -1,7 +1,11 @@
 """Forecaster: a loaded TorchScript model behind a numpy, batch-first API.
 
 History rows shorter than the model's lookback are left-padded with zeros (a young SKU); longer
-rows use their last ``lookback`` days. Outputs are units, (n, H, Q) float32, monotone in Q and
+rows use their last ``lookback`` days. A model trained with a ``season_lag`` (metadata
+``feature_spec``) also reads last year's values from rows at least ``lookback + season_lag`` days
+long -- the *long history* path; with shorter rows it forecasts without them (trained for that).
+The interval calibration stored in the metadata is applied to every forecast.
+Outputs are units, (n, H, Q) float32, monotone in Q and
 non-negative (guaranteed by the network's construction).
 
 A SKU with under :data:`COLD_START_DAYS` days of history is still forecast by the model, from its
@@ -23,7 +27,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from model.features import CALENDAR_FEATURES, make_inputs
+from model.calibration import apply_calibration
+from model.features import FeatureSpec, make_inputs
 from model.registry import LoadedModel, ModelError, load_latest
 
 COLD_START_DAYS = 14
@@ -37,9 +42,10 @@ def resolve_device(device: DeviceChoice | str) -> torch.device:
     return torch.device(device)
 
 
-def _fit_lookback(history: np.ndarray, lookback: int) -> np.ndarray:
+def _fit_lookback(history: np.ndarray, lookback: int, keep: int) -> np.ndarray:
+    """Left-pad to ``lookback`` days, or cut to the last ``keep`` (>= lookback) days."""
     if history.shape[1] >= lookback:
-        return history[:, history.shape[1] - lookback :]
+        return history[:, max(history.shape[1] - keep, 0) :]
     pad = np.zeros((history.shape[0], lookback - history.shape[1]), dtype=np.float32)
     return np.concatenate([pad, history], axis=1)
 
@@ -47,12 +53,15 @@ def _fit_lookback(history: np.ndarray, lookback: int) -> np.ndarray:
 class Forecaster:
     def __init__(self, loaded: LoadedModel) -> None:
         meta = loaded.metadata
+        # Models from before festivals carry no feature_spec: the base calendar only.
+        self.spec = FeatureSpec.from_metadata(meta.get("feature_spec"))
         calendar = list(meta["features"])
-        if calendar != list(CALENDAR_FEATURES):
+        if calendar != list(self.spec.names()):
             raise ModelError(
-                f"model {loaded.version} was trained on calendar features {calendar}, this code "
-                f"builds {list(CALENDAR_FEATURES)}; retrain with `skucast train`"
+                f"model {loaded.version} was trained on features {calendar}, this code "
+                f"builds {list(self.spec.names())}; retrain with `skucast train`"
             )
+        self.calibration = meta.get("calibration")
         self._loaded = loaded
         self.version: str = loaded.version
         self.horizon: int = int(meta["horizon"])
@@ -71,16 +80,21 @@ class Forecaster:
             raise ValueError(f"history (n, L) and end_day (n,) expected; got {history.shape}, {end_day.shape}")
         if not np.all(np.isfinite(history)) or np.any(history < 0):
             raise ValueError("history units must be finite and non-negative")
-        return _fit_lookback(history, self.lookback), end_day
+        keep = self.lookback + (self.spec.season_lag or 0)
+        return _fit_lookback(history, self.lookback, keep), end_day
 
     def predict(self, history_units: np.ndarray, end_day: np.ndarray) -> np.ndarray:
-        """Quantile forecasts in units for days ``end_day + 1 .. end_day + H``: (n, H, Q) float32."""
+        """Quantile forecasts in units for days ``end_day + 1 .. end_day + H``: (n, H, Q) float32.
+
+        ``history_units`` (n, W): W may be shorter than the lookback (left-padded), or longer,
+        up to ``lookback + season_lag`` days for a model that uses last year's season.
+        """
         history, end_day = self._check(history_units, end_day)
         out = np.empty((history.shape[0], self.horizon, len(self.quantiles)), dtype=np.float32)
         with torch.inference_mode():
             for lo in range(0, history.shape[0], CHUNK_ROWS):
                 hi = lo + CHUNK_ROWS
-                x = make_inputs(history[lo:hi], end_day[lo:hi], self.horizon)
+                x = make_inputs(history[lo:hi], end_day[lo:hi], self.horizon, self.spec, self.lookback)
                 scaled = self._loaded.module(
                     *(
                         torch.from_numpy(x[key]).to(self.device)
@@ -88,7 +102,7 @@ class Forecaster:
                     )
                 )
                 out[lo:hi] = scaled.float().cpu().numpy() * x["scale"][:, None, None]
-        return out
+        return apply_calibration(out, self.calibration)
 
     def predict_with_flags(
         self, history_units: np.ndarray, end_day: np.ndarray, history_days: np.ndarray

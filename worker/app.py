@@ -1,27 +1,40 @@
 """The wiring module: the only one that imports Faust and knows every stage.
 
-``build_app(settings)`` returns a Faust app whose single agent consumes ``orders`` in
-micro-batches (``stream.take_events``) and hands them to :class:`worker.pipeline.BatchProcessor`.
+``build_app(settings)`` returns a Faust app that serves the HTTP API and runs
+:class:`worker.orders_consumer.OrdersConsumer`: ``orders`` in micro-batches (aiokafka
+``getmany``, not Faust's per-event streams: see that module for why and the measurements in
+docs/benchmarks.md) handed to :class:`worker.pipeline.BatchProcessor`, outputs sent in record
+batches by :class:`worker.emitter.KafkaEmitter`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from typing import Any
 
 import faust
 import redis.asyncio as aioredis
+import torch
+from faust.app.base import BootStrategy
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from model.predictor import Forecaster
 from streams.ingest import RawRecord
 from streams.redis_window_store import RedisWindowStore
-from streams.topics import ALERTS, FORECASTS, ORDERS, ORDERS_DLQ, ORDERS_LATE
+from streams.topics import ALERTS, FORECASTS, ORDERS_DLQ, ORDERS_LATE
 from worker import metrics
-from worker.emitter import TopicEmitter
+from worker.alerting import RedisAlertStates, thresholds_for
+from worker.connections import faust_credentials, redis_kwargs
+from worker.emitter import KafkaEmitter, OutputTopics
+from worker.http_api import latest_outputs, output_recorder, register_routes
+from worker.model_watch import ModelWatcher
+from worker.orders_consumer import OrdersConsumer, output_producer
 from worker.pipeline import BatchProcessor
 from worker.settings import Settings
 
@@ -31,15 +44,10 @@ RETRY_MAX_DELAY_S = 10.0
 
 
 def redis_client(settings: Settings) -> aioredis.Redis:
-    password = settings.redis_password.get_secret_value() if settings.redis_password else None
-    return aioredis.Redis(
-        host=settings.redis_host,
-        port=settings.redis_port,
-        db=settings.redis_db,
-        password=password,
-        socket_timeout=10,
-        socket_connect_timeout=5,
-    )
+    # Two quick in-client retries ride out a blip; an outage reaches process_with_retry at once,
+    # which logs it and backs off (redis-py's default retries take seconds before it surfaces).
+    retry = Retry(ExponentialBackoff(cap=0.2, base=0.02), 2)
+    return aioredis.Redis(**redis_kwargs(settings), socket_timeout=10, socket_connect_timeout=5, retry=retry)
 
 
 def window_store(settings: Settings, client: Any) -> RedisWindowStore:
@@ -54,66 +62,90 @@ def window_store(settings: Settings, client: Any) -> RedisWindowStore:
     )
 
 
+class _BootWithoutFaustKafka(BootStrategy):
+    """Faust runs the web server and the lifecycle; Kafka I/O is OrdersConsumer's and KafkaEmitter's."""
+
+    enable_kafka_consumer = False
+    enable_kafka_producer = False
+
+
+class WorkerApp(faust.App):
+    BootStrategy = _BootWithoutFaustKafka
+
+
+def output_topics(settings: Settings) -> OutputTopics:
+    return OutputTopics(
+        forecasts=settings.topic(FORECASTS),
+        alerts=settings.topic(ALERTS),
+        dlq=settings.topic(ORDERS_DLQ),
+        late=settings.topic(ORDERS_LATE),
+    )
+
+
 def build_app(settings: Settings, forecaster: Forecaster) -> faust.App:
     datadir = settings.state_dir / "faust" / settings.app_id
     datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    # One intra-op thread: the inference thread shares the machine with the event loop, and two
+    # OpenMP threads spinning on a busy 2-core machine made each batched call ~10x slower.
+    torch.set_num_threads(settings.torch_threads or 1)
+    app = WorkerApp(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=faust_credentials(settings),
         datadir=str(datadir),
-        value_serializer="raw",
-        key_serializer="raw",
         topic_allow_declare=False,  # topics are created by worker.topics_admin, explicitly
         topic_disable_leader=True,
-        consumer_auto_offset_reset="earliest",
-        broker_commit_interval=1.0,
-        producer_linger_ms=5,
         web_enabled=True,
         web_bind=settings.web_host,
         web_port=settings.web_port,
         web_host=settings.web_host,
     )
-
-    def topic(name: str, partitions: int) -> faust.TopicT:
-        return app.topic(settings.topic(name), key_type=bytes, value_type=bytes, partitions=partitions)
-
-    orders = topic(ORDERS, settings.orders_partitions)
-    emitter = TopicEmitter(
-        forecasts=topic(FORECASTS, settings.output_partitions),
-        alerts=topic(ALERTS, settings.output_partitions),
-        dlq=topic(ORDERS_DLQ, 1),
-        late=topic(ORDERS_LATE, 1),
-    )
+    emitter = KafkaEmitter(output_topics(settings), lambda: output_producer(settings))
     client = redis_client(settings)
-    processor = BatchProcessor(settings, window_store(settings, client), forecaster, emitter)
+    store = window_store(settings, client)
+    latest = latest_outputs(settings, client)
+    processor = BatchProcessor(
+        settings, store, forecaster, emitter, on_outputs=output_recorder(latest),
+        alert_states=RedisAlertStates(client, settings.redis_prefix),
+        thresholds=thresholds_for(settings, settings.model_dir, forecaster.version),
+    )
     metrics.MODEL_INFO.labels(forecaster.version, str(forecaster.device)).set(1)
+    if settings.model_poll_s > 0:
+        watcher = ModelWatcher(settings, forecaster.version)
 
-    @app.agent(orders)
-    async def consume_orders(stream: faust.StreamT) -> None:
-        batches = stream.take_events(  # type: ignore[attr-defined]  # faust-streaming API, absent from StreamT
-            settings.batch_max_events, within=settings.batch_within_s
-        )
-        async for events in batches:
-            records = [
-                RawRecord(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
-                for e in events
-            ]
-            await process_with_retry(processor, records, settings)
+        @app.timer(interval=settings.model_poll_s)
+        async def watch_model() -> None:
+            swap = await watcher.poll()
+            if swap is not None:
+                processor.set_model(*swap)
+                metrics.MODEL_INFO.clear()
+                metrics.MODEL_INFO.labels(swap[0].version, str(swap[0].device)).set(1)
+
+    async def handle(records: list[RawRecord]) -> None:
+        await process_with_retry(processor, records, settings)
+
+    app.service(OrdersConsumer(settings, handle, emitter))  # type: ignore[arg-type]  # instances work too
 
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    @app.page("/health")
-    async def health_view(web: Any, request: Any) -> Any:
-        try:
-            await client.ping()
-            redis_ok = True
-        except (RedisConnectionError, RedisTimeoutError, OSError):
-            redis_ok = False
-        return web.json({"redis": redis_ok, "model": forecaster.version})
-
+    register_routes(app, store, latest, settings, model_version=lambda: processor.model.version)
+    tune_gc()
     return app
+
+
+def tune_gc() -> None:
+    """Freeze the startup heap and collect young objects every 50k allocations, not every 700.
+
+    The hot path allocates dozens of objects per event, nearly all freed by reference counting;
+    at Python's default threshold the cyclic collector ran every few events and rescanned the
+    startup heap (torch, Faust, pydantic), ~40 % of the worker's CPU: in-process, 24k events per
+    CPU-second became 39k (docs/benchmarks.md).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 async def process_with_retry(processor: BatchProcessor, records: list[RawRecord], settings: Settings) -> None:

@@ -240,6 +240,18 @@ def tail(
              from_beginning=from_beginning, max_messages=max_messages, idle_timeout_s=idle_timeout)
 
 
+def _register_model_commands() -> None:
+    from worker.cli_alerts import evaluate_alerts
+    from worker.cli_model import evaluate, train_file
+
+    app.command("evaluate")(evaluate)
+    app.command("train-file")(train_file)
+    app.command("evaluate-alerts")(evaluate_alerts)
+
+
+_register_model_commands()
+
+
 def main() -> None:
     from worker.services import ServiceError
     from worker.topics_admin import KafkaUnavailable

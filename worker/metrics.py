@@ -19,3 +19,5 @@ REDIS_SECONDS = Histogram("skucast_redis_seconds", "Window store round trips", [
 INFERENCE_SECONDS = Histogram("skucast_inference_seconds", "Batched model calls")
 MODEL_INFO = Gauge("skucast_model_info", "Loaded model (value 1)", ["version", "device"])
 RETRIES = Counter("skucast_retries_total", "Batches retried after a service error", ["service"])
+CONSUMER_LAG = Gauge("skucast_consumer_lag", "Orders not yet consumed, per partition", ["partition"])
+MODEL_RELOADS = Counter("skucast_model_reloads_total", "New models seen in the registry", ["result"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,17 +17,19 @@ from typing import Protocol
 
 import numpy as np
 
-from model.surge import SurgeRule, is_surge, surge_score
-from streams.buckets import day_to_date, local_day_hour
-from streams.contracts import ForecastEvent, LateEvent, OrderEvent
+from model.detector import DetectorInputs, Thresholds, active_festivals, orders_per_unit, quantile_mean, score
+from streams.buckets import day_to_date
+from streams.contracts import AlertEvent, ForecastEvent, LateEvent, OrderEvent
 from streams.ingest import RawRecord, decode_orders
-from streams.window_store import OrderUpdate, WindowStore, updates_from_orders
+from streams.window_store import DayWindows, HourWindows, OrderUpdate, WindowStore, updates_from_orders
 from worker import metrics
-from worker.alerting import AlertTracker, Observation
+from worker.alerting import AlertStates, AlertTracker, Context, MemoryAlertStates, SkuAlerts, thresholds_for
+from worker.detection import DetectionContext, IdleChecks, LocalMoment
 from worker.emitter import Emitter
 from worker.settings import Settings
 
 Clock = Callable[[], datetime]
+OnOutputs = Callable[[list[ForecastEvent], list[AlertEvent]], Awaitable[None]]
 
 
 class Forecasts(Protocol):
@@ -45,6 +47,64 @@ class Forecasts(Protocol):
     def predict_with_flags(
         self, history: np.ndarray, end_day: np.ndarray, history_days: np.ndarray
     ) -> tuple[np.ndarray, list[str | None]]: ...
+
+
+def history_width(model: Forecasts) -> int:
+    """Days of history a forecast reads: the lookback, plus last year's season if the model uses it."""
+    return int(model.lookback) + int(getattr(getattr(model, "spec", None), "season_lag", None) or 0)
+
+
+async def _none() -> None:
+    return None
+
+
+@dataclass
+class Batch:
+    """The SKUs a batch scores: those with orders, then the watched ones due a drop check."""
+
+    skus: list[str]
+    units: np.ndarray
+    orders: np.ndarray
+    end_day: np.ndarray
+    first_seen: np.ndarray
+    moment_ts: np.ndarray
+    """When each row is scored: its watermark (touched) or its partition's clock (idle)."""
+    categories: list[str | None]
+    known: np.ndarray
+    """Rows the store knows (a SKU without metadata has no history to judge)."""
+    recent_units: np.ndarray | None
+    """(n,) units of today's last few hours (zeros for quiet SKUs); ``None``: not scored."""
+    recent_orders: np.ndarray | None
+    recent_first_hour: np.ndarray | None
+    """(n,) local hour index the recent hours start at (never before today's midnight)."""
+
+    @classmethod
+    def of(cls, touched: DayWindows, quiet: DayWindows | None, idle: IdleChecks, hours: HourWindows | None) -> Batch:
+        parts = [touched] + ([quiet] if quiet is not None else [])
+        metas = [m for p in parts for m in p.meta]
+        moment = [m.watermark_ts if m else 0.0 for m in touched.meta] + list(idle.ts)
+        recent: tuple[np.ndarray | None, ...] = (None, None, None)
+        if hours is not None:
+            k, pad = hours.units.shape[1], np.zeros(len(idle.skus))
+            index = hours.end_hour[:, None] - k + 1 + np.arange(k)[None, :]
+            today = index // 24 == (hours.end_hour // 24)[:, None]  # only today's hours count
+            first = np.maximum(hours.end_hour - k + 1, hours.end_hour // 24 * 24)
+            recent = (np.concatenate([(hours.units * today).sum(axis=1), pad]),
+                      np.concatenate([(hours.orders * today).sum(axis=1), pad]),
+                      np.concatenate([first, pad.astype(np.int64)]))
+        return cls(
+            skus=[s for p in parts for s in p.skus],
+            units=np.concatenate([p.units for p in parts]),
+            orders=np.concatenate([p.orders for p in parts]),
+            end_day=np.concatenate([p.end_day for p in parts]),
+            first_seen=np.array([m.first_seen_ts if m else 0.0 for m in metas], dtype=np.float64),
+            moment_ts=np.asarray(moment, dtype=np.float64),
+            categories=[m.category if m else None for m in metas],
+            known=np.array([m is not None for m in metas], dtype=bool),
+            recent_units=recent[0],
+            recent_orders=recent[1],
+            recent_first_hour=recent[2],
+        )
 
 
 @dataclass
@@ -65,19 +125,41 @@ class BatchProcessor:
         forecaster: Forecasts,
         emitter: Emitter,
         clock: Clock = lambda: datetime.now(UTC),
+        on_outputs: OnOutputs | None = None,
+        alert_states: AlertStates | None = None,
+        thresholds: Thresholds | None = None,
     ) -> None:
+        """``on_outputs`` sees each batch's forecasts and alerts once they are emitted.
+
+        ``alert_states`` keeps the alert lifecycle (Redis in the worker; default: in memory);
+        ``thresholds`` default to the settings' (see :func:`worker.alerting.thresholds_for`).
+        """
         self._s = settings
         self._store = store
         self._model = forecaster
         self._emitter = emitter
         self._clock = clock
+        self._on_outputs = on_outputs
         self._hash_key = settings.customer_hash_key.get_secret_value().encode()
-        self._alerts = AlertTracker(SurgeRule(settings.alert_min_units, settings.alert_surge_factor))
+        self._alerts = AlertTracker(alert_states or MemoryAlertStates(), thresholds or thresholds_for(settings),
+                                    settings.alert_cooldown_hours)
+        self._detect = DetectionContext(settings.market_timezone, settings.alert_watch_max_skus)
         # One inference thread: the event loop keeps consuming while the model runs.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skucast-infer")
 
-    def set_model(self, forecaster: Forecasts) -> None:
+    @property
+    def model(self) -> Forecasts:
+        return self._model
+
+    @property
+    def thresholds(self) -> Thresholds:
+        return self._alerts.thresholds
+
+    def set_model(self, forecaster: Forecasts, thresholds: Thresholds | None = None) -> None:
+        """Use another model (and its alert thresholds) from the next batch on."""
         self._model = forecaster
+        if thresholds is not None:
+            self._alerts.thresholds = thresholds
 
     async def process(self, records: Sequence[RawRecord]) -> BatchOutcome:
         now = self._clock()
@@ -103,8 +185,16 @@ class BatchProcessor:
             self._late_event(u, orders_by_pos[(u.partition, u.offset)], wm)
             for u, wm in zip(result.late, result.late_watermark_ts, strict=True)
         ]
-        forecasts, alerts = await self._forecast(result.touched, now) if result.touched else ([], [])
+        late_set = {(u.partition, u.offset) for u in result.late}
+        # Every SKU in the batch, not only those with newly applied events: after a crash the
+        # redelivered (fenced) events' forecast may never have been published.
+        skus = sorted({u.sku for u in updates})
+        self._detect.observe([u for u in updates if (u.partition, u.offset) not in late_set])
+        forecasts, alerts = await self._forecast(skus, now) if skus else ([], [])
         await self._emitter.emit(forecasts, alerts, decoded.dead, late)
+        await self._alerts.commit()  # only once delivered: a crash re-sends, never loses, an alert
+        if self._on_outputs is not None:
+            await self._on_outputs(forecasts, alerts)
         self._count(result.applied, result.fenced, result.duplicates, decoded.dead, late, forecasts, alerts)
         return BatchOutcome(len(records), result.applied, len(decoded.dead), len(late), len(forecasts), len(alerts))
 
@@ -118,69 +208,104 @@ class BatchProcessor:
             offset=u.offset,
         )
 
-    async def _forecast(self, skus: list[str], now: datetime) -> tuple[list[ForecastEvent], list]:
-        lookback = self._model.lookback
+    async def _forecast(self, skus: list[str], now: datetime) -> tuple[list[ForecastEvent], list[AlertEvent]]:
+        """Forecast the batch's SKUs and score them (and due drop checks) with ONE model call."""
+        # One model and one set of thresholds per batch, even if a hot reload lands mid-batch.
+        model, tracker, ctx, th = self._model, self._alerts, self._detect, self._alerts.thresholds
+        w = th.window_days
+        width = history_width(model)
+        idle = ctx.idle_due(set(skus)) if self._s.alert_watch_max_skus else IdleChecks()
         started = time.perf_counter()
-        windows = await self._store.read_days(skus, lookback + 1)
+        recent_hours = th.recent_hours
+        touched, hours, quiet, known = await asyncio.gather(
+            self._store.read_days(skus, width + w),
+            self._store.read_hours(skus, recent_hours) if recent_hours else _none(),
+            self._store.read_days(idle.skus, width + w, end_day=idle.end_day) if idle.skus else _none(),
+            tracker.load(skus + idle.skus),
+        )
         metrics.REDIS_SECONDS.labels("read").observe(time.perf_counter() - started)
-        history = windows.units[:, :lookback]
-        today = windows.units[:, lookback]
-        first_seen = np.array([m.first_seen_ts if m else 0.0 for m in windows.meta], dtype=np.float64)
-        first_day, _ = local_day_hour(first_seen, self._s.market_timezone)
-        history_days = np.clip(windows.end_day - first_day, 0, lookback)
-        model = self._model
+        batch = Batch.of(touched, quiet, idle, hours)
+        rows, ends = [batch.units[:, -1 - width : -1]], [batch.end_day - 1]
+        if w > 1:  # the window's own forecast, made before the window began
+            rows.append(batch.units[:, -w - width : -w])
+            ends.append(batch.end_day - w)
+        first_day = ctx.local(batch.first_seen).day
+        history_days = np.clip(batch.end_day - first_day, 0, None)
         started = time.perf_counter()
         values, fallbacks = await asyncio.get_running_loop().run_in_executor(
-            self._executor, model.predict_with_flags, history, windows.end_day - 1, history_days
+            self._executor, model.predict_with_flags, np.concatenate(rows), np.concatenate(ends),
+            np.concatenate([np.minimum(history_days, width)] * len(rows)),
         )
         metrics.INFERENCE_SECONDS.observe(time.perf_counter() - started)
-        forecasts: list[ForecastEvent] = []
-        observations: list[Observation] = []
-        quantiles = list(model.quantiles)
-        lo, hi = 0, len(quantiles) - 1
-        mid = int(np.argmin(np.abs(np.asarray(quantiles) - 0.5)))
-        scores = surge_score(today, values[:, 0, lo], values[:, 0, hi])
-        surging = is_surge(today, values[:, 0, hi], self._alerts_rule)
+        m = len(batch.skus)
+        today_fc = values[:m]
+        forecasts = self._forecast_events(touched, today_fc, fallbacks, history_days, model, now)
+        window_fc = values[m:, :w] if w > 1 else today_fc[:, :1]
+        alerts = self._alerts_of(batch, today_fc, window_fc, fallbacks[:m], history_days, known, model, th, now)
+        return forecasts, alerts
+
+    def _forecast_events(self, windows: DayWindows, values: np.ndarray, fallbacks: list[str | None],
+                         history_days: np.ndarray, model: Forecasts, now: datetime) -> list[ForecastEvent]:
+        out: list[ForecastEvent] = []
         for i, sku in enumerate(windows.skus):
             meta = windows.meta[i]
             if meta is None:
                 continue
-            start = day_to_date(int(windows.end_day[i]))
-            as_of = datetime.fromtimestamp(meta.watermark_ts, UTC)
-            forecasts.append(
+            out.append(
                 ForecastEvent(
                     sku=sku,
                     made_at=now,
-                    as_of=as_of,
-                    start_date=start,
+                    as_of=datetime.fromtimestamp(meta.watermark_ts, UTC),
+                    start_date=day_to_date(int(windows.end_day[i])),
                     horizon=model.horizon,
-                    quantiles=quantiles,
-                    values=np.round(values[i], 3).tolist(),
+                    quantiles=list(model.quantiles),
+                    values=np.round(values[i].astype(np.float64), 3).tolist(),
                     model_version=model.version,
                     history_days=int(history_days[i]),
                     fallback=fallbacks[i],
                 )
             )
-            observations.append(
-                Observation(
-                    sku=sku,
-                    day=start,
-                    event_time=as_of,
-                    observed=float(today[i]),
-                    expected=float(values[i, 0, mid]),
-                    lower=float(values[i, 0, lo]),
-                    upper=float(values[i, 0, hi]),
-                    score=float(scores[i]),
-                    # A cold-start forecast knows too little to call anything a surge.
-                    surging=bool(surging[i]) and fallbacks[i] is None,
-                )
-            )
-        alerts = self._alerts.observe(observations, model.version, now)
-        return forecasts, alerts
+        return out
 
-    @property
-    def _alerts_rule(self) -> SurgeRule:
-        return SurgeRule(self._s.alert_min_units, self._s.alert_surge_factor)
+    def _alerts_of(self, batch: Batch, today_fc: np.ndarray, window_fc: np.ndarray, fallbacks: list[str | None],
+                   history_days: np.ndarray, known: list[SkuAlerts], model: Forecasts, th: Thresholds,
+                   now: datetime) -> list[AlertEvent]:
+        """Nowcast, score and run the lifecycle for every row of the batch (vectorised)."""
+        tracker, ctx = self._alerts, self._detect
+        q = tuple(model.quantiles)
+        n, w = len(batch.skus), th.window_days
+        at = ctx.local(batch.moment_ts)
+        share = ctx.share(batch.categories, at)
+        history = slice(batch.units.shape[1] - 1 - model.lookback, batch.units.shape[1] - 1)
+        opu = orders_per_unit(batch.orders[:, history], batch.units[:, history])
+        win_days = at.day[:, None] + np.arange(-w + 1, 1)[None, :]
+        level = ctx.market.level(batch.skus, win_days, share[:, None], at.day[:, None])
+        include = np.ones((n, w), dtype=bool)
+        masks = {}
+        for kind in ("surge", "drop"):  # days an alert of the kind already reported stay out
+            breach_day = np.array([k.states[kind].breach_day if kind in k.states else -(10**9) for k in known])
+            masks[kind] = include & ((win_days > breach_day[:, None]) | (win_days == at.day[:, None]))
+        recent: dict[str, np.ndarray] = {}
+        if batch.recent_first_hour is not None and batch.recent_units is not None and batch.recent_orders is not None:
+            start = ctx.share(batch.categories, LocalMoment(at.day, batch.recent_first_hour, np.zeros(n)))
+            recent = {"recent_units": batch.recent_units, "recent_orders": batch.recent_orders,
+                      "recent_share": np.where(batch.recent_first_hour > 0, share - start, 0.0)}
+        scores = score(DetectorInputs(q, today_fc[:, 0], window_fc, batch.units[:, -w:], batch.orders[:, -w:],
+                                      masks["surge"], masks["drop"], opu, share, **recent,
+                                      history_days=history_days, level=level), th)
+        expected_orders = quantile_mean(today_fc, q) * opu[:, None]
+        ctx.market.update(batch.skus, at.day, expected_orders, batch.orders[:, -1])
+        ctx.watch(batch.skus, expected_orders[:, 0] >= th.min_expected_orders)
+        mid = int(np.argmin(np.abs(np.asarray(q) - 0.5)))
+        festivals = tuple(getattr(getattr(model, "spec", None), "festivals", ()) or ())
+        context = Context(
+            skus=batch.skus, day=at.day, hour=at.hour, event_ts=batch.moment_ts,
+            festival=lambda day: active_festivals(np.array([day]), festivals)[0],
+            remaining_today=(1.0 - share) * today_fc[:, 0, mid],
+            next_days=today_fc[:, 1:, mid].sum(axis=1),
+            eligible=np.array([f is None for f in fallbacks]) & batch.known,
+        )
+        return tracker.decide(scores, context, known, model.version, now, th)
 
     @staticmethod
     def _count(applied: int, fenced: int, dups: int, dead: list, late: list, forecasts: list, alerts: list) -> None:

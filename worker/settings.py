@@ -61,16 +61,48 @@ class Settings(BaseSettings):
     sku_idle_ttl_days: int = Field(430, ge=1)
 
     # --- batching / inference ---
-    batch_max_events: int = Field(2000, ge=1, le=100_000)
+    batch_max_events: int = Field(10_000, ge=1, le=100_000)
+    """Largest micro-batch. Under light load batches are what has arrived (a few events); under
+    backlog 10k-event batches forecast each busy SKU once per 10k events: ~2x the events per CPU
+    second of 2k-event batches (docs/benchmarks.md)."""
     batch_within_s: float = Field(0.02, gt=0, le=10)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     torch_threads: int = Field(0, ge=0, le=256)
-    """0 = torch default."""
+    """Intra-op threads of the worker's model calls; 0 = 1 (measured fastest beside the event loop)."""
     model_dir: Path = Path("models")
 
-    # --- alerts (first simple rule) ---
+    model_poll_s: float = Field(5.0, ge=0, le=3600)
+    """How often the worker checks ``<model_dir>/LATEST`` for a new model (0 = never: no hot reload)."""
+
+    # --- alerts (model.detector; calibrated values in <model_dir>/<version>.alerts.json win) ---
     alert_min_units: float = Field(20.0, ge=0)
+    """A surge needs at least this many units today."""
     alert_surge_factor: float = Field(3.0, ge=1.0)
+    """Severity ``warning`` from this many times the expected order lines (or a fraction as few, for drops)."""
+    alert_critical_factor: float = Field(6.0, ge=1.0)
+    """Severity ``critical`` from this many times."""
+    alert_surge_z: float = Field(4.0, gt=0, le=100)
+    """Surge threshold (z of order lines) when the model has no calibrated thresholds."""
+    alert_drop_z: float = Field(5.0, gt=0, le=100)
+    """Drop threshold when the model has no calibrated thresholds."""
+    alert_window_days: int = Field(1, ge=1, le=7)
+    """Days the detector sums (today + earlier ones), when not calibrated."""
+    alert_recent_hours: int = Field(2, ge=0, le=24)
+    """The last this-many hours of today are also scored on their own (0 = off), when not calibrated."""
+    alert_min_history_days: int = Field(28, ge=0, le=400)
+    """No alerts for a SKU with less history (a new product's ramp-up is not a surge)."""
+    alert_min_expected_orders: float = Field(6.0, ge=0, le=10_000)
+    """A drop needs at least this many order lines expected by now."""
+    alert_resolve_z: float = Field(2.0, ge=0, le=100)
+    """An alert resolves once a later day's |z| is below this ..."""
+    alert_resolve_share: float = Field(0.5, gt=0, le=1)
+    """... with at least this share of that day's demand normally seen."""
+    alert_cooldown_hours: float = Field(6.0, ge=0, le=24 * 30)
+    """Event-time hours after a resolved alert before the same SKU and kind may alert again."""
+    alert_false_alarm_rate: float = Field(0.001, gt=0, le=0.5)
+    """Alerts per normal SKU-day the calibration (`skucast evaluate-alerts`) allows."""
+    alert_watch_max_skus: int = Field(100_000, ge=0, le=10_000_000)
+    """SKUs checked for drops hourly (event time) even without new orders; 0 = only SKUs with orders."""
 
     # --- HTTP (metrics, query API) ---
     web_host: str = "127.0.0.1"

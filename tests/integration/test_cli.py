@@ -13,7 +13,7 @@ import pytest
 from tests.support import ROOT, SKUCAST
 
 COMMANDS = [[], ["services"], ["services", "up"], ["services", "down"], ["services", "status"], ["config", "show"],
-            ["train"], ["worker"], ["replay"], ["tail"]]
+            ["train"], ["worker"], ["replay"], ["tail"], ["evaluate"], ["train-file"], ["evaluate-alerts"]]
 
 
 def run(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:

@@ -1,41 +1,119 @@
-"""Surge rule and alert lifecycle."""
+"""Alert lifecycle rules (model.surge) and the tracker that applies them to a batch."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 
-from model.surge import SurgeRule, is_surge, severity, surge_score
-from worker.alerting import AlertTracker, Observation
+from model.detector import DetectorInputs, Thresholds, save_thresholds, score
+from model.surge import AlertState, Moment, alert_id, projected_shortfall, step
+from worker.alerting import AlertTracker, Context, MemoryAlertStates, thresholds_for
+from worker.settings import Settings
 
 NOW = datetime(2011, 12, 1, tzinfo=UTC)
+DAY = 15309
 
 
-def obs(day: int, observed: float, surging: bool, score: float = 5.0) -> Observation:
-    return Observation("SKU1", date(2011, 12, day), NOW, observed, 10.0, 5.0, 15.0, score, surging)
+def moment(day: int, hour_of_day: int, breach: bool, calm: bool = False, sev: str = "warning") -> Moment:
+    return Moment("SKU1", "surge", day, day * 24 + hour_of_day, breach, calm, sev)
 
 
-def test_surge_needs_both_volume_and_factor() -> None:
-    rule = SurgeRule(min_units=20, factor=3)
-    observed = np.array([50.0, 50.0, 10.0])
-    upper = np.array([10.0, 20.0, 1.0])
-    assert is_surge(observed, upper, rule).tolist() == [True, False, False]
+def test_lifecycle_opened_updated_resolved_with_a_stable_id() -> None:
+    state, t = step(None, moment(DAY, 10, True), cooldown_hours=6)
+    assert t == "opened" and state is not None and state.alert_id == alert_id("SKU1", "surge", DAY * 24 + 10)
+    opened = state
+    state, t = step(state, moment(DAY, 11, True), 6)
+    assert t is None and state == opened  # deduplicated: same severity, same day
+    state, t = step(state, moment(DAY, 12, True, sev="critical"), 6)
+    assert t == "updated" and state is not None and state.severity == "critical"
+    state, t = step(state, moment(DAY, 13, True, sev="info"), 6)
+    assert t is None and state is not None and state.severity == "critical"  # never downgraded
+    state, t = step(state, moment(DAY, 17, False, calm=True), 6)
+    assert t is None  # the breach day itself never resolves
+    state, t = step(state, moment(DAY + 1, 9, False, calm=False), 6)
+    assert t is None  # a later day, but not calm yet
+    state, t = step(state, moment(DAY + 1, 14, False, calm=True), 6)
+    assert t == "resolved" and state is not None and state.alert_id == opened.alert_id
+    assert state.resolved_hour == (DAY + 1) * 24 + 14 and not state.is_open
 
 
-def test_score_is_excess_in_interval_widths() -> None:
-    assert surge_score(np.array([25.0]), np.array([5.0]), np.array([15.0])).tolist() == [1.0]
-    assert severity(12, SurgeRule()) == "critical" and severity(5, SurgeRule()) == "warning"
+def test_cooldown_after_a_resolved_alert_then_a_new_id() -> None:
+    resolved = AlertState("old", "info", DAY * 24 + 9, DAY, resolved_hour=(DAY + 1) * 24 + 12)
+    state, t = step(resolved, moment(DAY + 1, 15, True), cooldown_hours=6)
+    assert t is None and state == resolved
+    state, t = step(resolved, moment(DAY + 1, 19, True), cooldown_hours=6)
+    assert t == "opened" and state is not None and state.alert_id not in ("old", "")
+    assert step(None, moment(DAY, 9, False), 6) == (None, None)
 
 
-def test_lifecycle_opened_updated_resolved_with_stable_id() -> None:
-    tracker = AlertTracker(SurgeRule())
-    opened = tracker.observe([obs(1, 80, True, score=5)], "v1", NOW)
-    assert [a.state for a in opened] == ["opened"] and opened[0].severity == "warning"
-    assert tracker.observe([obs(1, 85, True, score=5)], "v1", NOW) == []  # deduplicated
-    updated = tracker.observe([obs(1, 300, True, score=20)], "v1", NOW)
-    assert [(a.state, a.severity) for a in updated] == [("updated", "critical")]
-    assert tracker.observe([obs(1, 2, False)], "v1", NOW) == []  # same day: stays open
-    resolved = tracker.observe([obs(2, 3, False)], "v1", NOW)
-    assert [a.state for a in resolved] == ["resolved"]
-    assert opened[0].alert_id == updated[0].alert_id == resolved[0].alert_id
+def test_projected_shortfall_only_when_stock_runs_out() -> None:
+    assert projected_shortfall(500.0, 30.0, 100.0, 2.0) == 0.0
+    assert projected_shortfall(50.0, 30.0, 100.0, 0.5) == 80.0  # a ratio under 1 is not a surge
+
+
+def batch_scores(observed_orders: list[float], share: float = 0.6) -> tuple[object, Context]:
+    n = len(observed_orders)
+    fc = np.tile([50.0, 100.0, 180.0], (n, 1))
+    orders = np.asarray(observed_orders, dtype=np.float64)[:, None]
+    inp = DetectorInputs((0.1, 0.5, 0.9), fc, fc[:, None, :], orders * 10, orders, np.ones((n, 1), bool),
+                         np.ones((n, 1), bool), np.full(n, 0.1), np.full(n, share))
+    ctx = Context(skus=[f"S{i}" for i in range(n)], day=np.full(n, DAY), hour=np.full(n, DAY * 24 + 13),
+                  event_ts=np.full(n, NOW.timestamp()), festival=lambda d: "christmas (lead-in)",
+                  remaining_today=np.full(n, 40.0), next_days=np.full(n, 1300.0), eligible=np.ones(n, bool))
+    return score(inp, Thresholds()), ctx
+
+
+def test_tracker_emits_events_and_persists_only_on_commit() -> None:
+    async def main() -> None:
+        states = MemoryAlertStates()
+        tracker = AlertTracker(states, Thresholds(), cooldown_hours=6)
+        scores, ctx = batch_scores([60.0, 6.0])  # S0 surges (9x), S1 is normal
+        known = await tracker.load(ctx.skus)
+        events = tracker.decide(scores, ctx, known, "v1", NOW)  # type: ignore[arg-type]
+        assert [(e.sku, e.state, e.kind) for e in events] == [("S0", "opened", "surge")]
+        e = events[0]
+        assert e.festival == "christmas (lead-in)" and e.model_version == "v1" and e.severity == "critical"
+        assert e.observed == 600.0 and e.expected == 60.0 and (e.lower, e.upper) == (30.0, 108.0)
+        assert e.projected_shortfall is None  # no stock known
+        assert states.data == {}  # nothing stored before the events are delivered
+        await tracker.commit()
+        assert states.data["S0"].states["surge"].alert_id == e.alert_id
+
+        # A restarted worker (new tracker, same store) does not re-open the alert ...
+        again = AlertTracker(states, Thresholds(), cooldown_hours=6)
+        assert again.decide(scores, ctx, await again.load(ctx.skus), "v1", NOW) == []  # type: ignore[arg-type]
+        # ... and resolves it on a calm later day, with the same id and the stock's shortfall.
+        states.data["S0"].stock = 100.0
+        calm_scores, calm_ctx = batch_scores([6.0, 6.0])
+        calm_ctx.day, calm_ctx.hour = calm_ctx.day + 1, calm_ctx.hour + 24
+        resolved = again.decide(calm_scores, calm_ctx, await again.load(calm_ctx.skus), "v2", NOW)  # type: ignore[arg-type]
+        assert [(r.sku, r.state, r.alert_id, r.model_version) for r in resolved] == [
+            ("S0", "resolved", e.alert_id, "v2")]
+
+    asyncio.run(main())
+
+
+def test_cold_start_rows_never_alert() -> None:
+    async def main() -> None:
+        tracker = AlertTracker(MemoryAlertStates(), Thresholds(), cooldown_hours=6)
+        scores, ctx = batch_scores([40.0])
+        ctx.eligible = np.array([False])
+        assert tracker.decide(scores, ctx, await tracker.load(ctx.skus), "v1", NOW) == []  # type: ignore[arg-type]
+
+    asyncio.run(main())
+
+
+def test_thresholds_from_settings_and_the_calibrated_file(tmp_path: Path) -> None:
+    s = Settings(alert_surge_z=3.3, alert_cooldown_hours=2, alert_resolve_z=1.5, model_dir=tmp_path)
+    plain = thresholds_for(s)
+    assert (plain.surge, plain.resolve, plain.window_days) == (3.3, 1.5, 1)
+    save_thresholds(tmp_path, "v9", replace(Thresholds(), surge=4.75, drop=6.0, window_days=2,
+                                            calibration={"sku_days": 123}))
+    calibrated = thresholds_for(s, tmp_path, "v9")
+    assert (calibrated.surge, calibrated.drop, calibrated.window_days) == (4.75, 6.0, 2)
+    assert calibrated.resolve == 1.5 and calibrated.calibration == {"sku_days": 123}
+    assert thresholds_for(s, tmp_path, "unknown") == plain

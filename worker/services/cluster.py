@@ -134,7 +134,10 @@ def cluster_up(run_dir: Path, ports: Sequence[int] = DEFAULT_PORTS) -> list[str]
     nodes = [f"{HOST}:{port}" for port in ports]
     info = _cluster_info(ports[0])
     if info.get("cluster_state") != "ok" and info.get("cluster_slots_assigned") == "0":
-        create = ["redis-cli", "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"]
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise ClusterError("redis-cli is not on PATH; install it (apt-get install redis-tools)")
+        create = [cli, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"]
         done = subprocess.run(create, capture_output=True, text=True, timeout=60)
         if done.returncode != 0:
             raise ClusterError(f"redis-cli --cluster create failed:\n{done.stdout}\n{done.stderr}")

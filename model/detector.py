@@ -1,0 +1,383 @@
+"""Surge and drop scores of today's partial demand against the forecast, and their calibration.
+
+Pure numpy, batch-first: the worker scores a micro-batch of SKUs with :func:`score`, the offline
+evaluation (:mod:`model.alert_eval`) scores every SKU-hour of a year with the same function.
+
+What is compared (per SKU, at a moment of "today" at which ``share`` of the day's demand is
+normally seen, see :mod:`model.nowcast`):
+
+* **Expected**: the forecast's mean demand (from its quantiles, :func:`quantile_mean`) times
+  ``share`` for today, plus the whole forecast of earlier days of the window. Festival-aware by
+  construction: the forecast already carries the festival uplift, so an expected peak is not a
+  surge. The shop-wide level of the day (all other SKUs' order lines vs their expectation) scales
+  the expectation too: a day when the whole shop sells 2x is not a surge of any one SKU.
+  Order lines are what is counted: ``expected orders = expected units × orders per unit`` (the
+  SKU's own ratio over its history), because one bulk order of 500 units is one buyer, not a
+  surge of demand, while a real surge brings many buyers.
+* **Score**: a variance-stabilised (Anscombe) z of observed vs expected order lines,
+  ``2 (√(O + 3/8) − √(E + 1/8))``, positive for surges, negated for drops. It is computed over
+  today so far, over the last ``recent_hours`` hours alone (a burst late in the day is not diluted
+  by a normal morning), and, with ``window_days`` > 1, over the last days (forecast from *before*
+  the window, so a slow surge does not hide by raising its own forecast; days already reported by
+  an alert of the same kind are left out). The largest counts.
+* **Gates**: a surge must also exceed the forecast's median in units (scaled to the share of the
+  day seen) and reach ``min_units``; a drop needs an expected count worth the name — at a few
+  order lines a day, a quiet day is normal.
+
+Thresholds are calibrated (:func:`calibrate`) on a backtest of normal days so that at most
+``false_alarm_rate`` alerts per SKU-day fire, and stored beside the model as
+``<version>.alerts.json`` (:func:`thresholds_path`).
+
+Example::
+
+    >>> import numpy as np
+    >>> q = np.array([[[2.0, 10.0, 20.0]]])          # today's forecast: p10, p50, p90 units
+    >>> inp = DetectorInputs(quantiles=(0.1, 0.5, 0.9), today=q[:, 0], window=q,
+    ...     units=np.array([[90.0]]), orders=np.array([[30.0]]), include_surge=np.ones((1, 1), bool),
+    ...     include_drop=np.ones((1, 1), bool), orders_per_unit=np.array([0.5]), share=np.array([0.5]))
+    >>> s = score(inp, Thresholds())
+    >>> bool(s.surge[0] > Thresholds().surge), round(float(s.expected_units[0]), 1)
+    (True, 5.0)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SEVERITIES = ("info", "warning", "critical")
+ANSCOMBE = 3.0 / 8.0
+ANSCOMBE_CENTRE = 1.0 / 8.0
+"""E[2√(X + 3/8)] ≈ 2√(λ + 1/8) for X ~ Poisson(λ): the unbiased centre (mean z ≈ 0 from λ ≈ 2)."""
+
+
+def quantile_mean(values: np.ndarray, quantiles: Sequence[float]) -> np.ndarray:
+    """Mean demand implied by forecast quantiles ``values`` (..., Q) at ``quantiles``.
+
+    The quantile function is taken piecewise linear between the given quantiles, flat below the
+    lowest, and exponential above the highest with the scale its last gap implies (demand is
+    right-skewed; ignoring the upper tail under-states the mean of a lumpy SKU by a third).
+
+    >>> round(float(quantile_mean(np.array([1.0, 2.0, 6.0]), (0.1, 0.5, 0.9))), 3)
+    3.149
+    """
+    q = np.asarray(quantiles, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    weights = np.zeros(q.size)
+    weights[0] += q[0]
+    weights[-1] += 1.0 - q[-1]
+    gaps = np.diff(q) / 2.0
+    weights[:-1] += gaps
+    weights[1:] += gaps
+    mean = v @ weights
+    if q.size >= 2 and q[-1] < 1.0:
+        # Exponential tail through the top two quantiles: scale = gap / ln(survival ratio).
+        scale = (v[..., -1] - v[..., -2]) / np.log((1.0 - q[-2]) / (1.0 - q[-1]))
+        mean = mean + (1.0 - q[-1]) * np.maximum(scale, 0.0)
+    return mean
+
+
+def anscombe_z(observed: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """Variance-stabilised difference of counts: about N(0, 1) for a Poisson count."""
+    observed, expected = np.maximum(observed, 0.0), np.maximum(expected, 0.0)
+    return 2.0 * (np.sqrt(observed + ANSCOMBE) - np.sqrt(expected + ANSCOMBE_CENTRE))
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Alert thresholds (z units) and how they were calibrated; JSON beside the model."""
+
+    surge: float = 4.0
+    drop: float = 4.0
+    resolve: float = 2.0
+    """An open alert resolves only once the day's |z| is back below this (hysteresis)."""
+    resolve_share: float = 0.5
+    """... and at least this share of a later day has been seen."""
+    window_days: int = 1
+    recent_hours: int = 2
+    """Also score the last this-many hours of today on their own (0 = only the whole day so far)."""
+    min_units: float = 20.0
+    """A surge needs at least this many units today (or in the window)."""
+    min_expected_orders: float = 6.0
+    """A drop needs at least this many expected order lines in its window."""
+    min_history_days: int = 28
+    """No alerts for a SKU younger than this: a new product's ramp-up is not a surge."""
+    warning_ratio: float = 3.0
+    critical_ratio: float = 6.0
+    """Severity: observed/expected (or expected/observed for drops) at least this."""
+    false_alarm_rate: float = 0.001
+    calibration: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Thresholds:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        th = cls(**known)
+        bad = th.window_days < 1 or th.recent_hours < 0 or th.surge <= 0 or th.drop <= 0
+        if bad or not 0 < th.resolve_share <= 1:
+            raise ValueError(f"implausible alert thresholds: {known}")
+        return th
+
+
+def thresholds_path(model_dir: str | Path, version: str) -> Path:
+    return Path(model_dir) / f"{version}.alerts.json"
+
+
+def load_thresholds(model_dir: str | Path, version: str) -> Thresholds | None:
+    """The calibrated thresholds stored beside ``version``; ``None`` when there are none."""
+    path = thresholds_path(model_dir, version)
+    if not path.is_file():
+        return None
+    return Thresholds.from_dict(json.loads(path.read_text()))
+
+
+def save_thresholds(model_dir: str | Path, version: str, thresholds: Thresholds) -> Path:
+    path = thresholds_path(model_dir, version)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(thresholds.to_json())
+    tmp.replace(path)
+    return path
+
+
+@dataclass
+class DetectorInputs:
+    """One batch of SKUs at one moment each; ``W`` = window days, ``Q`` = quantiles."""
+
+    quantiles: Sequence[float]
+    today: np.ndarray
+    """(n, Q) forecast of today, made from history up to yesterday (the published forecast)."""
+    window: np.ndarray
+    """(n, W, Q) forecast of the window's days (the last is today), made before the window."""
+    units: np.ndarray
+    """(n, W) units observed on the window's days; the last column is today so far."""
+    orders: np.ndarray
+    """(n, W) order lines observed, same layout."""
+    include_surge: np.ndarray
+    """(n, W) bool: the window days a surge score may use (not yet reported by a surge alert)."""
+    include_drop: np.ndarray
+    orders_per_unit: np.ndarray
+    """(n,) the SKU's order lines per unit over its history."""
+    share: np.ndarray
+    """(n,) share of today's demand normally seen by now (0..1)."""
+    recent_units: np.ndarray | None = None
+    """(n,) units of the last few hours of today (see ``recent_share``); ``None``: not scored."""
+    recent_orders: np.ndarray | None = None
+    recent_share: np.ndarray | None = None
+    """(n,) share of the day's demand those hours normally hold: a burst that starts late in the
+    day is judged against its own hours, not diluted by a normal morning."""
+    history_days: np.ndarray | None = None
+    """(n,) days since the SKU's first sale; rows under ``min_history_days`` never alert."""
+    level: np.ndarray | None = None
+    """(n, W) market-wide demand level per window day (observed / expected over all SKUs; 1 = as
+    forecast). A day when the whole shop sells 3x is not a surge of any one SKU."""
+
+
+@dataclass
+class Scores:
+    surge: np.ndarray
+    """(n,) surge z (−inf where a gate fails)."""
+    drop: np.ndarray
+    """(n,) drop z, positive = fewer orders than expected (−inf where a gate fails)."""
+    z_today: np.ndarray
+    """(n,) signed z of today alone."""
+    surge_ratio: np.ndarray
+    """(n,) observed / expected order lines in the surge score's window."""
+    drop_ratio: np.ndarray
+    """(n,) expected / observed order lines in the drop score's window."""
+    observed_units: np.ndarray
+    expected_units: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    observed_orders: np.ndarray
+    expected_orders: np.ndarray
+    share: np.ndarray
+
+
+def _window_sums(inp: DetectorInputs, include: np.ndarray, per_day: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Observed units, observed orders, and the given per-day expectation, summed over ``include``."""
+    inc = include.astype(np.float64)
+    return (inp.units * inc).sum(axis=1), (inp.orders * inc).sum(axis=1), (per_day * inc).sum(axis=1)
+
+
+def score(inp: DetectorInputs, th: Thresholds) -> Scores:
+    """Surge and drop scores of a batch (see the module docstring)."""
+    n, w = inp.units.shape
+    q = list(inp.quantiles)
+    lo, hi = 0, len(q) - 1
+    mid = int(np.argmin(np.abs(np.asarray(q) - 0.5)))
+    share = np.clip(np.asarray(inp.share, dtype=np.float64), 0.0, 1.0)
+    # Share of each window day expected by now: whole earlier days, today's share so far.
+    day_share = np.ones((n, w))
+    day_share[:, -1] = share
+    opu = np.asarray(inp.orders_per_unit, dtype=np.float64)
+    level = np.ones((n, w)) if inp.level is None else np.asarray(inp.level, dtype=np.float64)
+
+    today_mean = quantile_mean(inp.today, q)
+    exp_orders_today = share * today_mean * opu * level[:, -1]
+    obs_units_today = inp.units[:, -1].astype(np.float64)
+    obs_orders_today = inp.orders[:, -1].astype(np.float64)
+    upper_today = share * inp.today[:, hi]
+    median_today = share * inp.today[:, mid]
+    z_today = anscombe_z(obs_orders_today, exp_orders_today)
+
+    win_mean = quantile_mean(inp.window, q) * day_share
+    win_median = inp.window[..., mid] * day_share
+    # Surge: today alone, and the window (as far as no surge alert reported its days already).
+    u_s, o_s, e_s = _window_sums(inp, inp.include_surge, win_mean * opu[:, None] * level)
+    _, _, med_s = _window_sums(inp, inp.include_surge, win_median)
+    z_win_s = anscombe_z(o_s, e_s)
+    gate_today = (obs_units_today > median_today) & (obs_units_today >= th.min_units)
+    gate_win = (u_s > med_s) & (u_s >= th.min_units)
+    mature = np.ones(n, dtype=bool) if inp.history_days is None else inp.history_days >= th.min_history_days
+    surge_today = np.where(gate_today & mature, z_today, -np.inf)
+    surge_win = np.where(gate_win & mature, z_win_s, -np.inf)
+    use_win = surge_win > surge_today
+    surge = np.maximum(surge_today, surge_win)
+    surge_ratio = np.where(use_win, o_s / np.maximum(e_s, 1e-9), obs_orders_today / np.maximum(exp_orders_today, 1e-9))
+    if inp.recent_orders is not None and inp.recent_units is not None and inp.recent_share is not None:
+        r_share = np.clip(np.asarray(inp.recent_share, dtype=np.float64), 0.0, 1.0)
+        exp_r = r_share * today_mean * opu * level[:, -1]
+        gate_r = (inp.recent_units > r_share * inp.today[:, mid]) & (inp.recent_units >= th.min_units) & mature
+        surge_recent = np.where(gate_r, anscombe_z(np.asarray(inp.recent_orders, np.float64), exp_r), -np.inf)
+        surge_ratio = np.where(surge_recent > surge, inp.recent_orders / np.maximum(exp_r, 1e-9), surge_ratio)
+        surge = np.maximum(surge, surge_recent)
+
+    # Drop: the same two windows, fewer orders than expected.
+    _, o_d, e_d = _window_sums(inp, inp.include_drop, win_mean * opu[:, None] * level)
+    drop_today = np.where(mature & (exp_orders_today >= th.min_expected_orders), -z_today, -np.inf)
+    drop_win = np.where(mature & (e_d >= th.min_expected_orders), -anscombe_z(o_d, e_d), -np.inf)
+    use_win_d = drop_win > drop_today
+    drop = np.maximum(drop_today, drop_win)
+    drop_ratio = np.where(use_win_d, e_d / np.maximum(o_d, 0.5), exp_orders_today / np.maximum(obs_orders_today, 0.5))
+
+    return Scores(
+        surge=surge,
+        drop=drop,
+        z_today=z_today,
+        surge_ratio=surge_ratio,
+        drop_ratio=drop_ratio,
+        observed_units=obs_units_today,
+        expected_units=median_today,
+        lower=share * inp.today[:, lo],
+        upper=upper_today,
+        observed_orders=obs_orders_today,
+        expected_orders=exp_orders_today,
+        share=share,
+    )
+
+
+def severity(ratio: float, th: Thresholds) -> str:
+    """info / warning / critical from the size of the deviation (observed vs expected)."""
+    if ratio >= th.critical_ratio:
+        return "critical"
+    if ratio >= th.warning_ratio:
+        return "warning"
+    return "info"
+
+
+def orders_per_unit(orders: np.ndarray, units: np.ndarray) -> np.ndarray:
+    """(n,) order lines per unit over each row's history, shrunk towards one line per 10 units."""
+    return (orders.sum(axis=1, dtype=np.float64) + 0.1) / (units.sum(axis=1, dtype=np.float64) + 1.0)
+
+
+def search_threshold(alerts_at: Callable[[float], int], budget: float, low: float = 2.0, high: float = 12.0,
+                     steps: int = 9) -> float:
+    """Smallest threshold (to ~0.01) whose backtest raises at most ``budget`` alerts.
+
+    ``alerts_at(t)`` replays the normal days with threshold ``t`` and counts the alerts opened;
+    the count falls as ``t`` rises, so bisection finds the cut.
+    """
+    if alerts_at(low) <= budget:
+        return low
+    for _ in range(steps):
+        mid = (low + high) / 2.0
+        if alerts_at(mid) <= budget:
+            high = mid
+        else:
+            low = mid
+    return round(high, 3)
+
+
+def calibrate(
+    daily_max_surge: np.ndarray,
+    daily_max_drop: np.ndarray,
+    false_alarm_rate: float = 0.001,
+    base: Thresholds | None = None,
+    floor: float = 2.5,
+    note: dict[str, Any] | None = None,
+) -> Thresholds:
+    """Thresholds so that normal SKU-days raise at most ``false_alarm_rate`` alerts each.
+
+    ``daily_max_*`` hold, per SKU-day of a backtest on normal days, the largest score seen at any
+    moment of the day (−inf where the gates never opened). The budget is split evenly between
+    surges and drops; each threshold is the matching upper quantile (never below ``floor``).
+    """
+    base = base or Thresholds()
+    per_kind = false_alarm_rate / 2.0
+
+    def cut(values: np.ndarray) -> float:
+        v = np.asarray(values, dtype=np.float64).reshape(-1)
+        if v.size == 0:
+            return floor
+        finite = np.where(np.isfinite(v), v, -1e9)
+        return float(max(np.quantile(finite, 1.0 - per_kind, method="higher"), floor))
+
+    info = {"sku_days": int(np.size(daily_max_surge)), "false_alarm_rate": false_alarm_rate, **(note or {})}
+    th = Thresholds(**{**asdict(base), "surge": round(cut(daily_max_surge), 3), "drop": round(cut(daily_max_drop), 3),
+                       "false_alarm_rate": false_alarm_rate, "calibration": info})
+    return th
+
+
+def breaches(s: Scores, th: Thresholds) -> tuple[np.ndarray, np.ndarray]:
+    """(surge, drop) bool per row: the score lies beyond its calibrated threshold."""
+    return s.surge > th.surge, s.drop > th.drop
+
+
+def calm(s: Scores, th: Thresholds) -> tuple[np.ndarray, np.ndarray]:
+    """(surge, drop) bool per row: normal enough for an open alert of that kind to resolve.
+
+    Enough of the day must be seen; a drop also needs the SKU to be selling again.
+    """
+    seen = s.share >= th.resolve_share
+    return seen & (s.z_today < th.resolve), seen & (-s.z_today < th.resolve) & (s.observed_orders >= 1)
+
+
+def active_festivals(days: np.ndarray, festivals: Sequence[Any]) -> list[str | None]:
+    """The festival each local day index lies in, if any: ``christmas``, ``christmas (lead-in)``, ...
+
+    ``festivals`` are :class:`model.festivals.Festival` (the model's feature spec knows its own).
+    A peak beats a lead-in, a lead-in beats a tail.
+    """
+    from model.features import index_to_date
+    from model.festivals import occurrences
+
+    out: list[str | None] = []
+    cache: dict[int, list[Any]] = {}
+    for d in np.asarray(days, dtype=np.int64).reshape(-1):
+        when = index_to_date(int(d))
+        found: tuple[int, int, str] | None = None
+        for year in (when.year - 1, when.year, when.year + 1):
+            for o in cache.setdefault(year, occurrences(list(festivals), year) if festivals else []):
+                lead = (o.start - when).days
+                since = (when - o.end).days
+                if o.start <= when <= o.end:
+                    rank, name = 0, o.klass
+                elif 0 < lead <= o.lead_in:
+                    rank, name = 1, f"{o.klass} (lead-in)"
+                elif 0 < since <= o.tail:
+                    rank, name = 2, f"{o.klass} (tail)"
+                else:
+                    continue
+                # A peak beats a lead-in beats a tail; then the bigger festival (longer lead-in)
+                # beats a generic one (Christmas Day is also a bank holiday).
+                if found is None or (rank, -o.lead_in) < found[:2]:
+                    found = (rank, -o.lead_in, name)
+        out.append(found[2] if found else None)
+    return out

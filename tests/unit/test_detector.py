@@ -1,0 +1,172 @@
+"""Surge and drop scores, their gates and festival-awareness, thresholds and their calibration."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.detector import (
+    DetectorInputs,
+    Thresholds,
+    active_festivals,
+    anscombe_z,
+    breaches,
+    calibrate,
+    calm,
+    load_thresholds,
+    orders_per_unit,
+    quantile_mean,
+    save_thresholds,
+    score,
+    search_threshold,
+    severity,
+    thresholds_path,
+)
+from model.features import day_index
+from model.festivals import BUILTIN
+
+Q = (0.1, 0.5, 0.9)
+
+
+def inputs(today: list[list[float]], units: list[list[float]], orders: list[list[float]], share: float = 1.0,
+           opu: float = 0.1, **extra: object) -> DetectorInputs:
+    t = np.asarray(today, dtype=np.float64)
+    u = np.asarray(units, dtype=np.float64)
+    w = u.shape[1]
+    window = extra.pop("window", np.repeat(t[:, None, :], w, axis=1))
+    ones = np.ones(u.shape, dtype=bool)
+    return DetectorInputs(Q, t, np.asarray(window), u, np.asarray(orders, dtype=np.float64),
+                          extra.pop("include_surge", ones), extra.pop("include_drop", ones),  # type: ignore[arg-type]
+                          np.full(len(t), opu), np.full(len(t), share), **extra)  # type: ignore[arg-type]
+
+
+def test_quantile_mean_adds_the_exponential_upper_tail() -> None:
+    flat = np.array([2.0, 2.0, 2.0])
+    assert quantile_mean(flat, Q) == pytest.approx(2.0)
+    skewed = np.array([1.0, 2.0, 6.0])
+    tail = 0.1 * (6.0 - 2.0) / np.log(5.0)
+    assert quantile_mean(skewed, Q) == pytest.approx(0.3 * 1 + 0.4 * 2 + 0.3 * 6 + tail)
+    assert quantile_mean(np.stack([flat, skewed]), Q).shape == (2,)
+
+
+def test_anscombe_z_is_about_standard_normal_for_poisson_counts() -> None:
+    rng = np.random.default_rng(0)
+    for lam in (2.0, 8.0, 30.0):
+        z = anscombe_z(rng.poisson(lam, 200_000).astype(float), np.full(200_000, lam))
+        assert abs(z.mean()) < 0.05 and abs(z.std() - 1.0) < 0.05
+
+
+def test_a_surge_scores_high_and_a_normal_day_does_not() -> None:
+    # Forecast 100 units (p50) a day, 10 order lines; by noon (share 0.4) 4 lines are expected.
+    fc = [[50.0, 100.0, 180.0]]
+    normal = score(inputs(fc, [[45.0]], [[4.0]], share=0.4), Thresholds())
+    surge = score(inputs(fc, [[400.0]], [[30.0]], share=0.4), Thresholds())
+    assert normal.surge[0] < 1.0 < Thresholds().surge < surge.surge[0]
+    assert surge.observed_units[0] == 400 and surge.expected_units[0] == pytest.approx(40.0)
+    assert (surge.lower[0], surge.upper[0]) == pytest.approx((20.0, 72.0))
+    assert surge.surge_ratio[0] == pytest.approx(30.0 / surge.expected_orders[0])
+    assert breaches(surge, Thresholds())[0].tolist() == [True]
+
+
+def test_the_festival_uplift_in_the_forecast_is_not_a_surge() -> None:
+    # The same 30 order lines are a surge against a normal day, expected on a festival peak.
+    observed = ([[400.0]], [[30.0]])
+    normal_day = score(inputs([[50.0, 100.0, 180.0]], *observed), Thresholds())
+    festival = score(inputs([[200.0, 300.0, 520.0]], *observed), Thresholds())
+    assert normal_day.surge[0] > Thresholds().surge > festival.surge[0]
+
+
+def test_a_sku_that_stops_selling_is_a_drop_once_enough_was_expected() -> None:
+    fc = [[50.0, 100.0, 180.0]]
+    early = score(inputs(fc, [[0.0]], [[0.0]], share=0.2), Thresholds())
+    evening = score(inputs(fc, [[0.0]], [[0.0]], share=1.0, opu=0.3), Thresholds())
+    assert early.drop[0] == -np.inf  # 2 lines expected by now: too few to miss
+    assert evening.drop[0] > Thresholds().drop and evening.drop_ratio[0] > 10
+
+
+def test_gates_min_units_and_young_skus() -> None:
+    fc = [[0.1, 0.5, 1.0]]
+    tiny = score(inputs(fc, [[12.0]], [[6.0]], opu=1.0), Thresholds())
+    assert tiny.surge[0] == -np.inf  # 12 units < min_units
+    young = score(inputs(fc, [[200.0]], [[30.0]], opu=1.0, history_days=np.array([10])), Thresholds())
+    old = score(inputs(fc, [[200.0]], [[30.0]], opu=1.0, history_days=np.array([90])), Thresholds())
+    assert young.surge[0] == -np.inf and old.surge[0] > 5
+
+
+def test_a_busy_shop_lowers_every_skus_score() -> None:
+    args = ([[50.0, 100.0, 180.0]], [[400.0]], [[30.0]])
+    alone = score(inputs(*args), Thresholds()).surge[0]
+    busy = score(inputs(*args, level=np.array([[3.0]])), Thresholds()).surge[0]
+    assert busy < alone - 2
+
+
+def test_window_days_already_reported_are_left_out() -> None:
+    th = replace(Thresholds(), window_days=2)
+    fc = [[50.0, 100.0, 180.0]]
+    # Yesterday surged (already alerted); today is normal so far.
+    units, orders = [[500.0, 40.0]], [[40.0, 4.0]]
+    with_yesterday = score(inputs(fc, units, orders, share=0.4), th)
+    without = score(inputs(fc, units, orders, share=0.4, include_surge=np.array([[False, True]])), th)
+    assert with_yesterday.surge[0] > th.surge > without.surge[0]
+    assert without.surge[0] == pytest.approx(without.z_today[0]) or without.surge[0] == -np.inf
+
+
+def test_calm_needs_enough_of_a_later_day_and_for_drops_sales_again() -> None:
+    th = Thresholds()
+    fc = [[50.0, 100.0, 180.0]] * 3
+    s = score(inputs(fc, [[40.0], [40.0], [0.0]], [[4.0], [4.0], [0.0]], share=0.4, opu=0.1), th)
+    surge_calm, drop_calm = calm(s, th)
+    assert surge_calm.tolist() == [False] * 3  # share 0.4 < resolve_share
+    s = score(inputs(fc, [[100.0], [300.0], [0.0]], [[10.0], [30.0], [0.0]], share=1.0, opu=0.1), th)
+    surge_calm, drop_calm = calm(s, th)
+    assert surge_calm.tolist() == [True, False, True]
+    assert drop_calm.tolist() == [True, True, False]
+
+
+def test_severity_grows_with_the_ratio() -> None:
+    th = Thresholds()
+    assert [severity(r, th) for r in (1.5, 3.0, 10.0)] == ["info", "warning", "critical"]
+
+
+def test_orders_per_unit_is_shrunk_for_empty_history() -> None:
+    opu = orders_per_unit(np.array([[0.0, 0.0], [5.0, 5.0]]), np.array([[0.0, 0.0], [50.0, 50.0]]))
+    assert opu[0] == pytest.approx(0.1) and opu[1] == pytest.approx(10.1 / 101)
+
+
+def test_thresholds_round_trip_beside_the_model(tmp_path: Path) -> None:
+    th = replace(Thresholds(), surge=3.21, drop=4.5, calibration={"sku_days": 10})
+    path = save_thresholds(tmp_path, "lstm-x", th)
+    assert path == thresholds_path(tmp_path, "lstm-x") and path.name == "lstm-x.alerts.json"
+    assert load_thresholds(tmp_path, "lstm-x") == th
+    assert load_thresholds(tmp_path, "other") is None
+    with pytest.raises(ValueError):
+        Thresholds.from_dict({"surge": -1.0})
+
+
+def test_search_threshold_finds_the_smallest_cut_within_budget() -> None:
+    values = np.random.default_rng(1).normal(size=10_000) * 2
+    t = search_threshold(lambda cut: int((values > cut).sum()), budget=10)
+    assert (values > t).sum() <= 10 < (values > t - 0.05).sum()
+    assert search_threshold(lambda cut: 0, budget=5) == 2.0
+
+
+def test_calibrate_keeps_the_false_alarm_budget() -> None:
+    rng = np.random.default_rng(2)
+    surge, drop = rng.normal(size=50_000), rng.normal(size=50_000) * 2
+    th = calibrate(surge, drop, false_alarm_rate=0.002, floor=0.0)
+    assert (surge > th.surge).mean() <= 0.001 and (drop > th.drop).mean() <= 0.001
+    assert th.drop > th.surge and th.calibration["sku_days"] == 50_000
+
+
+def test_active_festival_of_a_day() -> None:
+    uk = BUILTIN["UK"]
+    days = np.array([day_index(d) for d in (date(2011, 12, 25), date(2011, 12, 1), date(2011, 11, 25),
+                                            date(2011, 7, 6))])
+    names = active_festivals(days, uk)
+    assert names[0] == "christmas" and names[1] == "christmas (lead-in)" and names[2] == "black_friday"
+    assert names[3] is None
+    assert active_festivals(days[:1], ()) == [None]

@@ -1,0 +1,110 @@
+"""Intraday nowcast: hour profiles, their online learning, and the shop-wide level."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model.nowcast import (
+    DEFAULT_PROFILE,
+    HourProfile,
+    MarketLevel,
+    ProfileLearner,
+    day_of_week,
+    learn_profile,
+    market_level,
+    share_seen,
+)
+from tests.support import ROOT
+
+THURSDAY = 15309  # 2011-12-01
+SATURDAY = THURSDAY + 2
+SUNDAY = THURSDAY + 3
+
+
+def test_day_of_week_is_monday_zero() -> None:
+    assert day_of_week(np.array([0, THURSDAY, SATURDAY, SUNDAY])).tolist() == [3, 3, 5, 6]
+
+
+def test_default_profile_rows_are_distributions_and_saturday_borrows_all_days() -> None:
+    share = DEFAULT_PROFILE.share
+    assert share.shape == (7, 24)
+    assert np.allclose(share.sum(axis=1), 1.0)
+    assert share[:, :7].sum() == 0  # the shop never sells before 7:00
+    assert share[6, :10].sum() < 0.001 and share[6, 12] > 0.2  # Sundays open late, peak at noon
+    weekdays = share[[0, 1, 2, 3, 4, 6]].mean(axis=0)
+    assert np.abs(share[5] - weekdays).max() < 0.05
+
+
+def test_share_seen_is_monotone_from_zero_to_one() -> None:
+    hours = np.arange(24)
+    for day in (THURSDAY, SUNDAY):
+        start = DEFAULT_PROFILE.share_seen(np.full(24, day), hours, np.zeros(24))
+        end = DEFAULT_PROFILE.share_seen(np.full(24, day), hours, np.ones(24))
+        assert start[0] == 0.0 and end[-1] == pytest.approx(1.0)
+        assert np.all(np.diff(start) >= 0) and np.all(end >= start)
+    # Half-way through an hour is half of that hour's share.
+    half = DEFAULT_PROFILE.share_seen(np.array([THURSDAY]), np.array([12]), np.array([0.5]))[0]
+    before = DEFAULT_PROFILE.share_seen(np.array([THURSDAY]), np.array([12]), np.array([0.0]))[0]
+    assert half - before == pytest.approx(0.5 * DEFAULT_PROFILE.share[3, 12])
+
+
+def test_default_profile_is_what_the_bundled_data_teaches() -> None:
+    from model.data import clean, load_raw, to_order_lines
+    from streams.buckets import local_day_hour
+
+    lines = to_order_lines(clean(load_raw(ROOT / "data" / "online_retail.parquet")))
+    day, hour = local_day_hour(lines["event_time"].map(lambda t: t.timestamp()).to_numpy(), "Europe/London")
+    learned = learn_profile(day, hour % 24)
+    assert np.abs(learned.share - DEFAULT_PROFILE.share).max() < 1e-3
+
+
+def test_hour_profile_rejects_a_wrong_shape() -> None:
+    with pytest.raises(ValueError):
+        HourProfile(np.ones((24, 7)))
+
+
+def test_learner_starts_at_the_prior_and_follows_a_category_with_enough_data() -> None:
+    learner = ProfileLearner(prior_mass=100.0)
+    rows = learner.rows_for(["toys", None])
+    assert rows.tolist() == [0, 0] and np.allclose(learner.shares()[0], DEFAULT_PROFILE.share)
+    # 900 night-owl order lines on Thursdays at 03:00 for "toys"; nothing for "garden".
+    learner.observe(["toys"] * 900, np.full(900, THURSDAY), np.full(900, 3))
+    learner.observe(["garden"], np.array([THURSDAY]), np.array([12]), weight=np.array([0.0]))
+    shares = learner.shares()
+    toys, garden = learner.rows_for(["toys", "garden"])
+    assert shares[toys, 3, 3] == pytest.approx((100 * DEFAULT_PROFILE.share[3, 3] + 900) / 1000)
+    assert np.allclose(shares[garden], DEFAULT_PROFILE.share)
+    assert np.allclose(shares[toys, 0], DEFAULT_PROFILE.share[0])  # other weekdays untouched
+    at3 = share_seen(shares, np.array([toys, garden]), np.full(2, THURSDAY), np.full(2, 4), np.zeros(2))
+    assert at3[0] > 0.89 and at3[1] == 0.0
+
+
+def test_learner_forgets_old_habits_beyond_max_mass() -> None:
+    learner = ProfileLearner(prior_mass=10.0, max_mass=1000.0)
+    learner.observe(["x"] * 1000, np.full(1000, THURSDAY), np.full(1000, 9))
+    learner.observe(["x"] * 1000, np.full(1000, THURSDAY), np.full(1000, 15))
+    share = learner.shares()[learner.rows_for(["x"])[0], 3]
+    assert share[15] > share[9] > 0.2  # the newer hour weighs more, the older one still counts
+
+
+def test_market_level_stays_near_one_with_little_data_and_is_clipped() -> None:
+    assert market_level(np.array([3.0]), np.array([1.0]), prior=30)[0] == pytest.approx(33 / 31)
+    assert market_level(np.array([3000.0]), np.array([100.0]))[0] == 4.0
+    assert market_level(np.array([0.0]), np.array([1000.0]))[0] == 0.5
+
+
+def test_market_level_leaves_the_sku_out_and_replaces_its_counts() -> None:
+    level = MarketLevel(prior=10.0)
+    days = np.array([[100]])
+    level.update(["a", "b"], np.array([100, 100]), np.array([[10.0, 10.0], [10.0, 10.0]]), np.array([5.0, 10.0]))
+    level.update(["a"], np.array([100]), np.array([[10.0, 10.0]]), np.array([40.0]))  # a surges: replaced, not added
+    # For b, the rest of the shop (a) sells 40 vs 10 expected; for a, the rest (b) is as forecast.
+    got = level.level(["a", "b"], np.array([[100], [100]]), np.ones((2, 1)), days)
+    assert got[0, 0] == pytest.approx(1.0) and got[1, 0] == pytest.approx(50 / 20)
+    # Half the day seen: the others' expectation halves.
+    half = level.level(["b"], days, np.array([[0.5]]), days)
+    assert half[0, 0] == pytest.approx(50 / 15)
+    # A new forecast on the next day keeps yesterday's totals.
+    level.update(["a"], np.array([101]), np.array([[10.0, 10.0]]), np.array([1.0]))
+    assert level.level(["b"], np.array([[100]]), np.ones((1, 1)), np.array([[101]]))[0, 0] == pytest.approx(2.5)
