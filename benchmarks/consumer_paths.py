@@ -119,10 +119,11 @@ def report(events: int, seconds: float, cpu: float) -> None:
 def measure(kind: str, topic: str, n: int, tmp: Path, timeout_s: float) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", kind, "--topic", topic, "--events", str(n), "--datadir", str(tmp)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=Path(__file__).parents[1])
-    line = next((s for s in out.stdout.splitlines() if s.startswith("RESULT ")), None)
-    if line is None:
+    # Faust redirects stdout into its log (stderr, prefixed): look for the line anywhere.
+    found = [s.split("RESULT ", 1)[1] for s in (out.stdout + out.stderr).splitlines() if "RESULT {" in s]
+    if not found:
         raise RuntimeError(f"{kind} reader failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
-    r: dict[str, Any] = orjson.loads(line.removeprefix("RESULT "))
+    r: dict[str, Any] = orjson.loads(found[0].strip())
     return {"reader": kind, **r, "events_per_s": r["events"] / r["seconds"],
             "events_per_cpu_s": r["events"] / r["cpu_s"] if r["cpu_s"] > 0 else 0.0}
 

@@ -222,6 +222,12 @@ def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
                             stderr=subprocess.DEVNULL)
 
 
+def worker_pid(worker: WorkerProcess) -> int:
+    if worker.proc is None:
+        raise RuntimeError("the worker was not started")
+    return worker.proc.pid
+
+
 def scrape(worker: WorkerProcess) -> dict[str, float]:
     """The worker's counters that the benchmarks follow."""
     text = worker.metrics()

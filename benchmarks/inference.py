@@ -55,7 +55,7 @@ def eager_forecaster(fc: Forecaster) -> Forecaster:
     net = DemandLSTM(n_calendar, hidden=hidden, horizon=fc.horizon, quantiles=fc.quantiles)
     net.load_state_dict(state)
     net.eval().to(fc.device)
-    loaded = dataclasses.replace(fc._loaded, module=net)
+    loaded = dataclasses.replace(fc._loaded, module=net)  # type: ignore[arg-type]  # same call signature
     return Forecaster(loaded)
 
 

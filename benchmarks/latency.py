@@ -54,6 +54,7 @@ from benchmarks.harness import (
     start_profiler,
     start_worker,
     unique,
+    worker_pid,
     write_report,
 )
 
@@ -81,9 +82,9 @@ class OutputReader(threading.Thread):
             while not self._halt.is_set():
                 msg = consumer.poll(0.05)  # returns at the first message (consume(n) waits for n or timeout)
                 arrival = time.time()
-                if msg is None or msg.error():
+                if msg is None or msg.error() or msg.value() is None:
                     continue
-                doc = orjson.loads(msg.value())
+                doc = orjson.loads(msg.value() or b"")
                 if msg.topic() == self._topics[0]:
                     as_of = datetime.fromisoformat(doc["as_of"]).timestamp()
                     self.forecasts[doc["sku"]].append((as_of, arrival))
@@ -160,7 +161,7 @@ def latencies(sent: list[tuple[str, float]], forecasts: dict[str, list[tuple[flo
 def worker_stats(worker: Any) -> dict[str, float]:
     """Histogram sums and counts of the worker's stages, its CPU seconds, and the time."""
     text = worker.metrics()
-    out = {"t": time.perf_counter(), "cpu_s": cpu_seconds(worker.proc.pid)}
+    out = {"t": time.perf_counter(), "cpu_s": cpu_seconds(worker_pid(worker))}
     for name in ("skucast_batch_events", "skucast_redis_seconds", "skucast_inference_seconds"):
         out[f"{name}_sum"] = metric_value(text, f"{name}_sum")
         out[f"{name}_count"] = metric_value(text, f"{name}_count")
@@ -203,7 +204,7 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
     extra_env = dict(kv.split("=", 1) for kv in args.env)
     phases, surge = [], {}
     worker = start_worker(name, model_dir(args.model_dir), log_dir, **extra_env)
-    profiler = start_profiler(worker.proc.pid, args.profile) if args.profile else None
+    profiler = start_profiler(worker_pid(worker), args.profile) if args.profile else None
     try:
         reader.start()
         if not reader.assigned.wait(60):

@@ -42,6 +42,7 @@ from benchmarks.harness import (
     scrape,
     start_worker,
     unique,
+    worker_pid,
     write_report,
 )
 
@@ -104,7 +105,7 @@ def settle(worker: Any, applied: int, timeout_s: float) -> None:
 
 def snapshot(worker: Any, client: redis.Redis) -> dict[str, int]:
     info = client.info("memory")
-    return {**memory_of(worker.proc.pid), "redis_used_memory": int(info["used_memory"]),
+    return {**memory_of(worker_pid(worker)), "redis_used_memory": int(info["used_memory"]),
             "redis_keys": int(client.dbsize())}
 
 

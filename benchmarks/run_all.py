@@ -23,7 +23,7 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-BENCHMARKS = ("inference", "throughput", "latency", "memory", "window_store")
+BENCHMARKS = ("inference", "consumer_paths", "throughput", "latency", "memory", "window_store")
 
 
 def headline(name: str, r: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -46,6 +46,8 @@ def headline(name: str, r: dict[str, Any]) -> list[tuple[str, str, str]]:
         return [(f"Redis bytes per SKU ({last['skus']:,} SKUs)", f"{last['redis_bytes_per_sku']:,.0f}", ""),
                 (f"worker bytes per SKU ({last['skus']:,} SKUs)", f"{last['worker_rss_bytes_per_sku']:,.0f}", ""),
                 ("100k SKUs, worker RSS + Redis", f"{r['projected_100k_total_bytes'] / 2**20:,.0f} MB", "<= 2,048 MB")]
+    if name == "consumer_paths":
+        return [(f"receive only: {row['reader']}", f"{row['events_per_s']:,.0f} events/s", "") for row in r["rows"]]
     if name == "window_store":
         return [(f"window store updates/s, {s['skus']:,} SKUs",
                  f"{max(x['updates_per_s'] for x in s['rows']):,.0f}", "") for s in r["results"]]
@@ -62,7 +64,7 @@ def main() -> None:
     chosen = args.only or list(BENCHMARKS)
     for name in chosen:
         cmd = [sys.executable, str(ROOT / "benchmarks" / f"{name}.py")] + (["--quick"] if args.quick else [])
-        if args.model_dir is not None and name != "window_store":
+        if args.model_dir is not None and name not in ("window_store", "consumer_paths"):
             cmd += ["--model-dir", str(args.model_dir)]
         print(f"\n=== {' '.join(cmd[1:])}", flush=True)
         if subprocess.run(cmd, cwd=ROOT).returncode != 0:

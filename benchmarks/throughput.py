@@ -49,6 +49,7 @@ from benchmarks.harness import (
     start_profiler,
     start_worker,
     unique,
+    worker_pid,
     write_report,
 )
 
@@ -69,7 +70,7 @@ def raw_consume(topic: str, expected: int, timeout_s: float = 300) -> dict[str, 
                 if seen == 0:
                     first, first_cpu = time.perf_counter(), time.process_time()
                 seen += 1
-                nbytes += len(msg.value())
+                nbytes += len(msg.value() or b"")
         seconds = time.perf_counter() - first
         cpu = time.process_time() - first_cpu  # this process, librdkafka's threads included
     finally:
@@ -98,7 +99,7 @@ def broker_pid() -> int | None:
 def follow_worker(worker: Any, expected: int, timeout_s: float) -> list[dict[str, float]]:
     """Sample the worker's counters (and CPU) until every event is through the pipeline."""
     samples: list[dict[str, float]] = []
-    pid = worker.proc.pid
+    pid = worker_pid(worker)
     kafka = broker_pid()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -157,7 +158,7 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
         produced, produce_s = produce_all(topic, replicate(mix, n, end_ts=time.time() - 3600))
         before = raw_consume(topic, produced)
         worker = start_worker(name, models, log_dir, **extra_env)
-        profiler = start_profiler(worker.proc.pid, args.profile) if args.profile else None
+        profiler = start_profiler(worker_pid(worker), args.profile) if args.profile else None
         try:
             samples = follow_worker(worker, produced, timeout_s=args.timeout)
             if profiler is not None:

@@ -202,7 +202,7 @@ def _start_own_redis(run_dir: Path) -> subprocess.Popen[bytes]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    sizes = [200] if args.quick else [1_000, 10_000, 100_000]
+    sizes = args.skus or ([200] if args.quick else [1_000, 10_000, 100_000])
     batches = [1, 64] if args.quick else [1, 64, 512]
     budget_s = 0.3 if args.quick else 3.0
     client: Any
@@ -256,6 +256,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny smoke version (seconds)")
     parser.add_argument("--redis-url", help="use this Redis instead of starting one (its keys are removed after)")
     parser.add_argument("--cluster", action="store_true", help="start and use a local 3-node Redis Cluster")
+    parser.add_argument("--skus", type=lambda v: [int(x) for x in v.split(",")], help="SKU counts, e.g. 1000,10000")
     parser.add_argument("--out", type=Path, help="JSON report (default: benchmarks/results/window_store*.json)")
     args = parser.parse_args()
     if args.out is None:  # a quick or cluster run never overwrites the full standalone report

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from worker.settings import Settings
+from worker.settings import Settings, load_settings
 
 app = typer.Typer(
     name="skucast",
@@ -27,7 +27,7 @@ app.add_typer(services_app, name="services")
 app.add_typer(config_app, name="config")
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 _state: dict[str, Any] = {"debug": False}
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / "data" / "online_retail.parquet"
@@ -38,17 +38,25 @@ class UserError(Exception):
 
 
 def settings() -> Settings:
+    """The effective settings; a bad value or config file is a one-line user error."""
     try:
-        return Settings()
+        return load_settings(_state.get("config"))
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         name = "SKUCAST_" + ".".join(str(p) for p in first["loc"]).upper()
         raise UserError(f"bad configuration value for {name}: {first['msg']} (got {first.get('input')!r})") from None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 @app.callback()
-def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="Settings file (TOML, YAML or JSON; field names without SKUCAST_). Env vars win.")] = None,
+) -> None:
     _state["debug"] = debug
+    _state["config"] = config
 
 
 def _status_table(rows: list[Any]) -> Table:

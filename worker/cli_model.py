@@ -62,7 +62,7 @@ def _table(report: dict[str, Any]) -> Table:
     table = Table(title=f"{report['dataset']}: {report['n_series']} series, h={report['horizon']}, "
                         f"origins {report['origins'][0]}..{report['origins'][-1]}")
     for col in ("model", "MAE", "RMSE", "MASE", "pinball", "80% cover", "WRMSSE L1/L2/L3"):
-        table.add_column(col, justify="left" if col == "model" else "right")
+        table.add_column(col, justify="left" if col == "model" else "right", no_wrap=col == "model")
     for name, m in report["models"].items():
         w = m.get("wrmsse")
         table.add_row(name, f"{m['mae']:.3f}", f"{m['rmse']:.3f}", f"{m['mase']:.3f}", f"{m['pinball']:.3f}",

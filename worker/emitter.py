@@ -1,4 +1,4 @@
-"""Where the worker's outputs go: the ``Emitter`` protocol and its Kafka implementations.
+"""Where the worker's outputs go: the ``Emitter`` protocol and its Kafka implementation.
 
 :class:`KafkaEmitter` is the worker's: every output of a batch goes out as one record batch per
 (topic, partition) through aiokafka's batch API — no await per message — and ``emit`` returns
@@ -7,8 +7,8 @@ after delivery. A failed batch is resent with backoff until it is delivered (a b
 delays the worker, it never drops an output); a resend may duplicate outputs, which consumers
 of the keyed, compacted ``forecasts`` topic never notice.
 
-:class:`TopicEmitter` sends through Faust topics, one awaited send per message (kept for apps
-that still consume through Faust agents).
+Before it, outputs went through Faust topics, one awaited send per message; see
+docs/benchmarks.md for what that cost.
 """
 
 from __future__ import annotations
@@ -163,33 +163,3 @@ class KafkaEmitter:
         if part is None:
             part = self._partition_of[(topic, key)] = int(self._partitioner(key, partitions, partitions))
         return part
-
-
-class _Sendable(Protocol):
-    async def send(self, *, key: bytes | None, value: bytes) -> Awaitable[Any]: ...
-
-
-class TopicEmitter:
-    """Sends through Faust topics; awaits every delivery before the batch's offsets may commit."""
-
-    def __init__(self, forecasts: Any, alerts: Any, dlq: Any, late: Any) -> None:
-        self._forecasts, self._alerts, self._dlq, self._late = forecasts, alerts, dlq, late
-
-    async def emit(
-        self,
-        forecasts: Sequence[ForecastEvent],
-        alerts: Sequence[AlertEvent],
-        dead: Sequence[DeadLetter],
-        late: Sequence[LateEvent],
-    ) -> None:
-        pending: list[Awaitable[Any]] = []
-        for f in forecasts:
-            pending.append(await self._forecasts.send(key=f.sku.encode(), value=encode(f)))
-        for a in alerts:
-            pending.append(await self._alerts.send(key=a.sku.encode(), value=encode(a)))
-        for d in dead:
-            pending.append(await self._dlq.send(key=None, value=encode(d)))
-        for e in late:
-            pending.append(await self._late.send(key=e.order.sku.encode(), value=encode(e)))
-        if pending:
-            await asyncio.gather(*pending)

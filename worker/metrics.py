@@ -21,3 +21,4 @@ MODEL_INFO = Gauge("skucast_model_info", "Loaded model (value 1)", ["version", "
 RETRIES = Counter("skucast_retries_total", "Batches retried after a service error", ["service"])
 CONSUMER_LAG = Gauge("skucast_consumer_lag", "Orders not yet consumed, per partition", ["partition"])
 MODEL_RELOADS = Counter("skucast_model_reloads_total", "New models seen in the registry", ["result"])
+ASSIGNED_PARTITIONS = Gauge("skucast_assigned_partitions", "Orders partitions this worker owns")

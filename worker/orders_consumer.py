@@ -165,6 +165,8 @@ class OrdersConsumer(Service):
             except ConsumerStoppedError:
                 return
             async with self._batch_lock:
+                if self._consumer is None:
+                    return  # stopping: what was just fetched is redelivered to the next owner
                 if not fetched:
                     if self._on_idle is not None:
                         await self._on_idle()
@@ -231,3 +233,4 @@ class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("orders partitions assigned: %s", sorted(tp.partition for tp in assigned))
+        metrics.ASSIGNED_PARTITIONS.set(len(assigned))

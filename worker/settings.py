@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    JsonConfigSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
 
 DEFAULT_STATE_DIR = Path.home() / ".cache" / "skucast"
 
@@ -123,3 +130,37 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """Full topic name for a logical topic name (``orders`` → ``<prefix>orders``)."""
         return f"{self.topic_prefix}{name}"
+
+
+CONFIG_FORMATS = {".toml": TomlConfigSettingsSource, ".yaml": YamlConfigSettingsSource,
+                  ".yml": YamlConfigSettingsSource, ".json": JsonConfigSettingsSource}
+
+
+def load_settings(config_file: Path | None = None) -> Settings:
+    """Settings from, highest first: ``SKUCAST_*`` environment, ``.env``, ``config_file``, defaults.
+
+    The file (TOML, YAML or JSON) uses the field names without the prefix, e.g. ``kafka_port = 19092``.
+    """
+    if config_file is None:
+        return Settings()
+    found = CONFIG_FORMATS.get(config_file.suffix.lower())
+    if found is None:
+        raise ValueError(f"config file {config_file} must end in one of {', '.join(CONFIG_FORMATS)}")
+    if not config_file.is_file():
+        raise ValueError(f"config file {config_file} does not exist")
+    source_type = found
+
+    class FileSettings(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            from_file = source_type(settings_cls, config_file)
+            return init_settings, env_settings, dotenv_settings, from_file, file_secret_settings
+
+    return FileSettings()

@@ -69,3 +69,9 @@ def test_memory_quick(services: None, trained_model: Path, tmp_path: Path) -> No
     assert 1_000 < row["redis_bytes_per_sku"] < 200_000
     assert row["rss"] > 50 * 2**20
     assert r["projected_100k_total_bytes"] > row["total_bytes"]
+
+
+def test_consumer_paths_quick(services: None, tmp_path: Path) -> None:
+    r = run_quick("consumer_paths.py", tmp_path / "c.json")
+    assert [row["reader"] for row in r["rows"]] == ["faust", "aiokafka", "confluent"]
+    assert all(row["events"] == 20_000 and row["events_per_s"] > 0 for row in r["rows"])

@@ -76,3 +76,16 @@ def test_tail_unknown_topic_lists_choices() -> None:
 
 def test_train_with_missing_data_file(tmp_path: Path) -> None:
     assert_clean_error(run("train", "--data", str(tmp_path / "nope.parquet")), "--data")
+
+
+def test_config_file_is_read_and_env_wins(tmp_path: Path) -> None:
+    cfg = tmp_path / "skucast.toml"
+    cfg.write_text('kafka_port = 19999\nredis_port = 16999\n')
+    result = run("--config", str(cfg), "config", "show", SKUCAST_REDIS_PORT="16000")
+    assert result.returncode == 0, result.stderr
+    lines = {ln.split()[1]: ln.split()[3] for ln in result.stdout.splitlines() if "SKUCAST_" in ln and "│" in ln}
+    assert lines["SKUCAST_KAFKA_PORT"] == "19999" and lines["SKUCAST_REDIS_PORT"] == "16000"
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    assert_clean_error(run("--config", str(tmp_path / "nope.toml"), "config", "show"), "does not exist")

@@ -24,7 +24,10 @@ def write_long_file(path: Path, n_series: int = 5, n_days: int = 150) -> None:
         units = rng.poisson(level * weekly)
         units[rng.random(n_days) < 0.1] = 0
         # Two order lines per day for some days: the loader must sum them.
-        rows += [{"item": f"sku{i}", "ts": d + pd.Timedelta(hours=9), "qty": int(u)} for d, u in zip(days, units, strict=True)]
+        rows += [
+            {"item": f"sku{i}", "ts": d + pd.Timedelta(hours=9), "qty": int(u)}
+            for d, u in zip(days, units, strict=True)
+        ]
         rows.append({"item": f"sku{i}", "ts": days[10] + pd.Timedelta(hours=15), "qty": 1000})
     df = pd.DataFrame(rows)
     if path.suffix == ".parquet":

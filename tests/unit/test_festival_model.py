@@ -27,7 +27,9 @@ def write_shop(path: Path, n_days: int = 420) -> None:
     for i in range(6):
         boost = np.where((days.month == 11) & (days.day >= 20), 3.0, 1.0)  # a Black Friday bump
         units = rng.poisson((4 + 3 * i) * boost)
-        rows += [{"item": f"s{i}", "day": d.date().isoformat(), "qty": int(u)} for d, u in zip(days, units, strict=True)]
+        rows += [
+            {"item": f"s{i}", "day": d.date().isoformat(), "qty": int(u)} for d, u in zip(days, units, strict=True)
+        ]
     pd.DataFrame(rows).to_csv(path, index=False)
 
 
