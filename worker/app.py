@@ -124,13 +124,15 @@ def build_app(settings: Settings, forecaster: Forecaster) -> faust.App:
     async def handle(records: list[RawRecord]) -> None:
         await process_with_retry(processor, records, settings)
 
-    app.service(OrdersConsumer(settings, handle, emitter))  # type: ignore[arg-type]  # instances work too
+    orders = OrdersConsumer(settings, handle, emitter)
+    app.service(orders)  # type: ignore[arg-type]  # instances work too
 
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    register_routes(app, store, latest, settings, model_version=lambda: processor.model.version)
+    register_routes(app, store, latest, settings, model_version=lambda: processor.model.version,
+                    assigned_partitions=lambda: orders.assigned_partitions)
     tune_gc()
     return app
 

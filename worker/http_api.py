@@ -142,7 +142,7 @@ def history_body(sku: str, grain: str, end: int, units: Sequence[float], orders:
     )
 
 
-async def kafka_health(app: faust.App, bootstrap: str) -> KafkaHealth:
+async def kafka_health(bootstrap: str, assigned: int | None) -> KafkaHealth:
     """Reachable: a TCP connection to some bootstrap broker opens. Plus this worker's assignment."""
     reachable = False
     for address in bootstrap.split(","):
@@ -154,11 +154,6 @@ async def kafka_health(app: faust.App, bootstrap: str) -> KafkaHealth:
         writer.close()
         reachable = True
         break
-    assigned: int | None = None
-    try:
-        assigned = len(app.consumer.assignment())
-    except Exception:  # the consumer may not exist yet while the worker starts
-        assigned = None
     return KafkaHealth(reachable=reachable, bootstrap=bootstrap, assigned_partitions=assigned)
 
 
@@ -169,6 +164,7 @@ def register_routes(
     settings: Settings,
     *,
     model_version: Callable[[], str],
+    assigned_partitions: Callable[[], int | None] = lambda: None,
 ) -> None:
     """Serve the query API and dashboard on ``app``'s web server (see the module doc)."""
     max_days, max_hours = settings.day_retention, settings.hour_retention_days * 24
@@ -242,7 +238,7 @@ def register_routes(
             redis_ok = await latest.ping()
         except REDIS_ERRORS:
             redis_ok = False
-        kafka = await kafka_health(app, settings.kafka_bootstrap)
+        kafka = await kafka_health(settings.kafka_bootstrap, assigned_partitions())
         healthy = redis_ok and kafka.reachable
         body = Health(status="ok" if healthy else "degraded", redis=redis_ok, kafka=kafka.reachable,
                       model=model_version(), kafka_detail=kafka)

@@ -126,6 +126,8 @@ class OrdersConsumer(Service):
         self._hold = hold
         self._on_idle = on_idle
         self._consumer: AIOKafkaConsumer | None = None
+        self.assigned_partitions: int | None = None
+        """How many ``orders`` partitions this worker owns (None until the first assignment)."""
         self._done: dict[TopicPartition, int] = {}  # next offset to commit, per partition
         self._committed_at = 0.0
         self._batch_lock = asyncio.Lock()  # held while a batch is handled
@@ -233,4 +235,5 @@ class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("orders partitions assigned: %s", sorted(tp.partition for tp in assigned))
+        self._owner.assigned_partitions = len(assigned)
         metrics.ASSIGNED_PARTITIONS.set(len(assigned))
