@@ -33,5 +33,6 @@ PYEOF
   touch "$VENV/.complete"
 fi
 # Link this checkout into the venv (fast, no dependency resolution).
-"$VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$ROOT" >/dev/null
+"$VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$ROOT" >/dev/null 2>&1 \
+  || { echo "bootstrap: could not install $ROOT into $VENV" >&2; exit 1; }
 echo "$VENV"

@@ -96,7 +96,7 @@ def to_records(fetched: dict[TopicPartition, list[Any]]) -> list[RawRecord]:
 
 
 def report_lag(consumer: AIOKafkaConsumer, next_offsets: dict[TopicPartition, int]) -> None:
-    """Consumer lag per partition after a batch: high watermark minus the next offset to read."""
+    """Consumer lag per partition once a batch is fetched: high watermark minus the next offset to read."""
     for tp, offset in next_offsets.items():
         highwater = consumer.highwater(tp)
         if highwater is not None:
@@ -175,11 +175,10 @@ class OrdersConsumer(Service):
                     if self._done and time.monotonic() - self._committed_at >= COMMIT_INTERVAL_S:
                         self._commit_in_background(consumer)
                     continue
-                records = to_records(fetched)
-                await self._handler(records)
-                for tp, msgs in fetched.items():
-                    self._done[tp] = msgs[-1].offset + 1
-                report_lag(consumer, self._done)
+                fetched_to = {tp: msgs[-1].offset + 1 for tp, msgs in fetched.items()}
+                report_lag(consumer, fetched_to)  # at fetch, like skucast_events_consumed_total
+                await self._handler(to_records(fetched))
+                self._done.update(fetched_to)
                 if time.monotonic() - self._committed_at >= COMMIT_INTERVAL_S:
                     self._commit_in_background(consumer)
 
