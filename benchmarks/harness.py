@@ -228,6 +228,13 @@ def worker_pid(worker: WorkerProcess) -> int:
     return worker.proc.pid
 
 
+def redis_cpu() -> float:
+    import redis
+
+    info = redis.Redis(port=6379).info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def scrape(worker: WorkerProcess) -> dict[str, float]:
     """The worker's counters that the benchmarks follow."""
     text = worker.metrics()

@@ -50,6 +50,7 @@ from benchmarks.harness import (
     metric_value,
     model_dir,
     order_json,
+    redis_cpu,
     scrape,
     start_profiler,
     start_worker,
@@ -161,7 +162,7 @@ def latencies(sent: list[tuple[str, float]], forecasts: dict[str, list[tuple[flo
 def worker_stats(worker: Any) -> dict[str, float]:
     """Histogram sums and counts of the worker's stages, its CPU seconds, and the time."""
     text = worker.metrics()
-    out = {"t": time.perf_counter(), "cpu_s": cpu_seconds(worker_pid(worker))}
+    out = {"t": time.perf_counter(), "cpu_s": cpu_seconds(worker_pid(worker)), "redis_cpu_s": redis_cpu()}
     for name in ("skucast_batch_events", "skucast_redis_seconds", "skucast_inference_seconds"):
         out[f"{name}_sum"] = metric_value(text, f"{name}_sum")
         out[f"{name}_count"] = metric_value(text, f"{name}_count")
@@ -180,7 +181,8 @@ def stage_means(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
             "mean_batch_events": mean("skucast_batch_events"), "mean_redis_op_ms": mean("skucast_redis_seconds") * 1e3,
             "mean_inference_ms": mean("skucast_inference_seconds") * 1e3,
             "forecasts_per_s": (b["forecasts"] - a["forecasts"]) / span,
-            "worker_cpu_share": (b["cpu_s"] - a["cpu_s"]) / span}
+            "worker_cpu_share": (b["cpu_s"] - a["cpu_s"]) / span,
+            "redis_cpu_share": (b["redis_cpu_s"] - a["redis_cpu_s"]) / span}
 
 
 def summary(values: np.ndarray) -> dict[str, float]:
@@ -256,13 +258,14 @@ def render(report: dict[str, Any], console: Console) -> None:
     table = Table(title=f"event → forecast latency ({report['mode']}; load {report['machine']['loadavg'][0]:.1f} "
                         f"on {report['machine']['cpus']} CPUs)")
     for col in ("offered/s", "achieved/s", "events", "missed", "p50 ms", "p95 ms", "p99 ms", "max ms",
-                "batch", "forecasts/s", "worker CPU"):
+                "batch", "forecasts/s", "worker CPU", "Redis CPU"):
         table.add_column(col, justify="right")
     for p in report["phases"]:
         w = p["worker"]
         table.add_row(f"{p['offered_per_s']:,}", f"{p['achieved_per_s']:,.0f}", f"{p['events']:,}", str(p["missed"]),
                       f"{p['p50_ms']:.1f}", f"{p['p95_ms']:.1f}", f"{p['p99_ms']:.1f}", f"{p['max_ms']:.1f}",
-                      f"{w['mean_batch_events']:.0f}", f"{w['forecasts_per_s']:,.0f}", f"{w['worker_cpu_share']:.2f}")
+                      f"{w['mean_batch_events']:.0f}", f"{w['forecasts_per_s']:,.0f}", f"{w['worker_cpu_share']:.2f}",
+                      f"{w['redis_cpu_share']:.2f}")
     console.print(table)
     s = report["surge"]
     if s:

@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import redis
 from confluent_kafka import Consumer
 from rich.console import Console
 from rich.table import Table
@@ -43,6 +42,7 @@ from benchmarks.harness import (
     machine,
     model_dir,
     produce_all,
+    redis_cpu,
     replicate,
     rss_bytes,
     scrape,
@@ -79,11 +79,6 @@ def raw_consume(topic: str, expected: int, timeout_s: float = 300) -> dict[str, 
         raise RuntimeError(f"raw consumer read only {seen} of {expected} messages")
     return {"events": seen, "seconds": seconds, "events_per_s": seen / seconds, "mb_per_s": nbytes / seconds / 1e6,
             "events_per_cpu_s": seen / cpu if cpu > 0 else 0.0}
-
-
-def redis_cpu() -> float:
-    info = redis.Redis(port=6379).info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def broker_pid() -> int | None:

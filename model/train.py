@@ -151,6 +151,15 @@ def _write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
         writer.writerows([{k: row[k] for k in METRIC_COLUMNS} for row in rows])
 
 
+def _tensorboard(out_dir: Path) -> Any:
+    """A TensorBoard event writer under ``out_dir/tensorboard`` when tensorboard is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional: metrics.csv always has the same numbers
+        return None
+    return SummaryWriter(log_dir=str(out_dir / "tensorboard"))
+
+
 def _utc_clock() -> datetime:
     return datetime.now(UTC)
 
@@ -172,14 +181,21 @@ def train(
     baseline = baseline_scores(units, val_w, cfg)
     net_cfg = cfg.net()
     epochs: list[dict[str, float]] = []
+    board = _tensorboard(out_dir)
 
     def on_epoch(row: dict[str, Any]) -> None:
         epochs.append({k: row[k] for k in METRIC_COLUMNS})
         _write_metrics(out_dir / "metrics.csv", epochs)
+        if board is not None:
+            for key in METRIC_COLUMNS:
+                if key != "epoch":
+                    board.add_scalar(key, float(row[key]), int(row["epoch"]))
         if progress is not None:
             progress(row)
 
     fitted = fit(panel, train_w, val_w, net_cfg, on_epoch)
+    if board is not None:
+        board.close()
     pred, scale = predict(fitted.net, panel, val_w, net_cfg)
     calibration = fit_calibration(pred, val_actual, cfg.quantiles) if cfg.calibrate else None
     calibrated = score(apply_calibration(pred, calibration), val_actual, scale, cfg.quantiles)
