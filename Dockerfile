@@ -15,9 +15,9 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
         > /tmp/requirements.txt \
  && pip install --extra-index-url https://download.pytorch.org/whl/cpu -r /tmp/requirements.txt
 
-# Then the project itself.
+# Then the project itself, editable: the bundled data/ is found next to the code, as in a checkout.
 COPY . .
-RUN pip install --no-deps . \
+RUN pip install --no-deps -e . \
  && useradd --create-home --uid 1000 skucast \
  && mkdir -p /app/models \
  && chown -R skucast /app/models
