@@ -15,23 +15,13 @@ import orjson
 import pandas as pd
 from confluent_kafka import Producer
 
+from model.data import ORDER_LINE_COLUMNS
 from worker.connections import confluent_config
 from worker.settings import Settings
 from worker.topics_admin import unreachable
 
-WIRE_FIELDS = (
-    "order_id",
-    "line",
-    "sku",
-    "quantity",
-    "unit_price",
-    "currency",
-    "event_time",
-    "category",
-    "market",
-    "channel",
-    "customer_id",
-)
+# The order-line columns the data loader produces, plus the optional channel of the wire contract.
+WIRE_FIELDS = (*ORDER_LINE_COLUMNS, "channel")
 
 
 @dataclass(frozen=True)
