@@ -18,7 +18,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -32,15 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.harness import (
     BOOTSTRAP,
-    RESULTS,
     create_topics,
     delete_topics,
     load_mix,
     machine,
     produce_all,
     replicate,
+    run_and_report,
     unique,
-    write_report,
 )
 
 BATCH = 10_000
@@ -171,11 +169,7 @@ def main() -> None:
     elif args.child == "confluent":
         confluent_child(args.topic, args.events)
     else:
-        args.out = args.out or RESULTS / f"consumer_paths{'_quick' if args.quick else ''}.json"
-        with tempfile.TemporaryDirectory(prefix="skucast-bench-") as tmp:
-            report = run(args, Path(tmp))
-        render(report, Console())
-        write_report(report, args.out)
+        run_and_report("consumer_paths", args, run, render)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -271,6 +271,24 @@ def write_report(report: dict[str, Any], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
     print(f"wrote {out}")
+
+
+def run_and_report(
+    name: str,
+    args: Any,
+    run: Callable[[Any, Path], dict[str, Any]],
+    render: Callable[[dict[str, Any], Any], None],
+) -> None:
+    """The common tail of a benchmark's main: run in a scratch dir, print the table, write JSON."""
+    import tempfile
+
+    from rich.console import Console
+
+    args.out = args.out or RESULTS / f"{name}{'_quick' if args.quick else ''}.json"
+    with tempfile.TemporaryDirectory(prefix="skucast-bench-") as tmp:
+        report = run(args, Path(tmp))
+    render(report, Console())
+    write_report(report, args.out)
 
 
 def http_get_json(url: str) -> Any:

@@ -22,7 +22,6 @@ import argparse
 import bisect
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -40,7 +39,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.harness import (
     BOOTSTRAP,
-    RESULTS,
     cpu_seconds,
     create_topics,
     delete_topics,
@@ -51,12 +49,12 @@ from benchmarks.harness import (
     model_dir,
     order_json,
     redis_cpu,
+    run_and_report,
     scrape,
     start_profiler,
     start_worker,
     unique,
     worker_pid,
-    write_report,
 )
 
 SURGE_SKU = "SURGE-1"
@@ -287,11 +285,7 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="record the worker with py-spy into this file (collapsed)")
     parser.add_argument("--out", type=Path, help="JSON report (default: benchmarks/results/latency*.json)")
     args = parser.parse_args()
-    args.out = args.out or RESULTS / f"latency{'_quick' if args.quick else ''}.json"
-    with tempfile.TemporaryDirectory(prefix="skucast-bench-") as tmp:
-        report = run(args, Path(tmp))
-    render(report, Console())
-    write_report(report, args.out)
+    run_and_report("latency", args, run, render)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import argparse
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,18 +31,17 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.harness import (
-    RESULTS,
     create_topics,
     delete_topics,
     machine,
     model_dir,
     order_json,
     produce_all,
+    run_and_report,
     scrape,
     start_worker,
     unique,
     worker_pid,
-    write_report,
 )
 
 REDIS_PORT = 16393
@@ -189,11 +187,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1200, help="seconds a step may take")
     parser.add_argument("--out", type=Path, help="JSON report (default: benchmarks/results/memory*.json)")
     args = parser.parse_args()
-    args.out = args.out or RESULTS / f"memory{'_quick' if args.quick else ''}.json"
-    with tempfile.TemporaryDirectory(prefix="skucast-bench-") as tmp:
-        report = run(args, Path(tmp))
-    render(report, Console())
-    write_report(report, args.out)
+    run_and_report("memory", args, run, render)
 
 
 if __name__ == "__main__":

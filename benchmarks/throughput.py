@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.harness import (
     BOOTSTRAP,
-    RESULTS,
     cpu_seconds,
     create_topics,
     delete_topics,
@@ -45,12 +43,12 @@ from benchmarks.harness import (
     redis_cpu,
     replicate,
     rss_bytes,
+    run_and_report,
     scrape,
     start_profiler,
     start_worker,
     unique,
     worker_pid,
-    write_report,
 )
 
 
@@ -216,11 +214,7 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="record the worker with py-spy into this file (collapsed)")
     parser.add_argument("--out", type=Path, help="JSON report (default: benchmarks/results/throughput*.json)")
     args = parser.parse_args()
-    args.out = args.out or RESULTS / f"throughput{'_quick' if args.quick else ''}.json"
-    with tempfile.TemporaryDirectory(prefix="skucast-bench-") as tmp:
-        report = run(args, Path(tmp))
-    render(report, Console())
-    write_report(report, args.out)
+    run_and_report("throughput", args, run, render)
 
 
 if __name__ == "__main__":
