@@ -11,6 +11,7 @@ import math
 from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -123,6 +124,18 @@ class ForecastEvent(_Wire):
             if any(b < a for a, b in itertools.pairwise(row)) or row[0] < 0:
                 raise ValueError("quantiles must be non-negative and monotone")
         return self
+
+
+def check_forecast_values(values: np.ndarray, horizon: int, n_quantiles: int) -> None:
+    """:class:`ForecastEvent`'s value rules for a whole batch (n, horizon, quantiles) at once.
+
+    For producers that build many events with ``model_construct``; raises ``ValueError`` as the
+    per-event validator would.
+    """
+    if values.ndim != 3 or values.shape[1:] != (horizon, n_quantiles):
+        raise ValueError(f"forecast values of shape (n, {horizon}, {n_quantiles}) expected, got {values.shape}")
+    if not np.all(np.isfinite(values)) or np.any(values[..., 0] < 0) or np.any(np.diff(values, axis=2) < 0):
+        raise ValueError("quantiles must be finite, non-negative and monotone")
 
 
 AlertState = Literal["opened", "updated", "resolved"]

@@ -23,21 +23,25 @@ Usage (``client`` a ``redis.asyncio.Redis`` or ``RedisCluster``)::
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import cast
 
-import orjson
 from redis.asyncio import Redis, RedisCluster
 
 from streams.contracts import AlertEvent, ForecastEvent
-from streams.redis_window_store import sku_tag
+from streams.redis_scripts import set_many, sku_tag
 
 MOVER_DAYS = 7
 """A mover's score: the p50 forecast summed over this many days (or the horizon, if shorter)."""
 
 
+async def _none() -> None:
+    return None
+
+
 def _json(event: ForecastEvent | AlertEvent) -> bytes:
-    return orjson.dumps(event.model_dump(mode="json"))
+    return bytes(event.__pydantic_serializer__.to_json(event))
 
 
 def mover_score(fc: ForecastEvent) -> float:
@@ -77,13 +81,15 @@ class LatestOutputs:
     # -- writes -----------------------------------------------------------------------------
 
     async def record(self, forecasts: Sequence[ForecastEvent], alerts: Sequence[AlertEvent]) -> None:
-        """Store one batch's outputs in one non-transactional pipeline (one round trip per node)."""
+        """Store one batch's outputs: the per-SKU forecasts in a few Lua calls (:func:`set_many`),
+        beside one non-transactional pipeline for the shared keys."""
         if not forecasts and not alerts:
             return
         pipe = self._client.pipeline(transaction=False)
+        skus = [fc.sku for fc in forecasts]
+        writes = set_many(self._client, skus, [self.forecast_key(s) for s in skus], [_json(fc) for fc in forecasts],
+                          self._ttl) if forecasts else _none()
         if forecasts:
-            for fc in forecasts:
-                pipe.set(self.forecast_key(fc.sku), _json(fc), ex=self._ttl)
             pipe.zadd(self.movers_key, {fc.sku: mover_score(fc) for fc in forecasts})
             pipe.zremrangebyrank(self.movers_key, 0, -(self._max_movers + 1))
         for alert in alerts:  # in event order: a batch may open and resolve the same SKU
@@ -94,7 +100,8 @@ class LatestOutputs:
         if alerts:
             pipe.lpush(self.recent_key, *[_json(a) for a in alerts])
             pipe.ltrim(self.recent_key, 0, self._max_recent - 1)
-        await pipe.execute()
+        # The SKU keys and the shared keys (movers, alerts) travel side by side.
+        await asyncio.gather(pipe.execute(), writes)
 
     # -- reads ------------------------------------------------------------------------------
 

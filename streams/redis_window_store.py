@@ -33,7 +33,6 @@ Usage (``client`` a ``redis.asyncio.Redis`` or ``RedisCluster``)::
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 from importlib.resources import files
@@ -42,10 +41,8 @@ from typing import Any
 import numpy as np
 import orjson
 from redis.asyncio import Redis, RedisCluster
-from redis.crc import key_slot
-from redis.exceptions import NoScriptError
-from redis.typing import KeyT
 
+from streams.redis_scripts import LuaScript, sku_tag, slot_groups
 from streams.window_store import (
     ApplyResult,
     DayWindows,
@@ -59,13 +56,6 @@ SLOT_DTYPE = np.dtype([("units", ">i4"), ("orders", ">i4"), ("revenue_milli", ">
 _APPLY_LUA = files("streams").joinpath("window_apply.lua").read_text()
 _READ_LUA = files("streams").joinpath("window_read.lua").read_text()
 _META_FIELDS = ("wm", "fs", "cat", "pr", "wd", "wh")
-
-
-def sku_tag(sku: str) -> str:
-    """The SKU as it appears inside the key's hash tag (braces and ``%`` percent-encoded)."""
-    if "{" in sku or "}" in sku or "%" in sku:
-        return sku.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
-    return sku
 
 
 def sku_keys(prefix: str, sku: str) -> tuple[str, str, str, str]:
@@ -92,49 +82,6 @@ def _parse_meta(sku: str, fields: Sequence[Any]) -> SkuMeta | None:
         watermark_day=int(wd),
         watermark_hour=int(wh),
     )
-
-
-class _Script:
-    """A Lua script run by EVALSHA inside pipelines; reloaded on every node after NOSCRIPT."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-
-    async def run(
-        self, client: Redis | RedisCluster, calls: Sequence[tuple[Sequence[KeyT], Sequence[Any]]]
-    ) -> list[Any]:
-        """Run every call in one pipeline (one round trip per node); their replies in order."""
-        results: list[Any] = [None] * len(calls)
-        pending = list(range(len(calls)))
-        for attempt in range(2):
-            replies = await self._send(client, calls, pending)
-            missing = []
-            for i, reply in zip(pending, replies, strict=True):
-                if isinstance(reply, NoScriptError) and attempt == 0:
-                    missing.append(i)  # NOSCRIPT: the script did not run, safe to resend
-                elif isinstance(reply, Exception):
-                    raise reply
-                else:
-                    results[i] = reply
-            if not missing:
-                break
-            # On a cluster SCRIPT LOAD goes to every primary (a failover or restart loses scripts).
-            await client.script_load(self.source)
-            pending = missing
-        return results
-
-    async def _send(
-        self, client: Redis | RedisCluster, calls: Sequence[tuple[Sequence[KeyT], Sequence[Any]]], which: list[int]
-    ) -> list[Any]:
-        pipe = client.pipeline(transaction=False)
-        for i in which:
-            keys, args = calls[i]
-            # Raw command: redis-py blocks ``evalsha`` in cluster pipelines because it cannot
-            # reload scripts there; run() does that itself.
-            pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
-        return replies
 
 
 class RedisWindowStore:
@@ -180,8 +127,8 @@ class RedisWindowStore:
             str(math.ceil(grace_s / 3_600) + 3),
         ]
         self._key_cache: dict[str, tuple[bytes, ...]] = {}
-        self._apply = _Script(_APPLY_LUA)
-        self._read = _Script(_READ_LUA)
+        self._apply = LuaScript(_APPLY_LUA)
+        self._read = LuaScript(_READ_LUA)
 
     @property
     def prefix(self) -> str:
@@ -191,15 +138,7 @@ class RedisWindowStore:
 
     def _groups(self, skus: Sequence[str]) -> list[list[int]]:
         """Indices of ``skus`` grouped into Lua calls: one slot per call on a cluster."""
-        if self._cluster:
-            by_slot: dict[int, list[int]] = {}
-            for i, sku in enumerate(skus):
-                by_slot.setdefault(key_slot(sku_tag(sku).encode()), []).append(i)
-            buckets = list(by_slot.values())
-        else:
-            buckets = [list(range(len(skus)))]
-        step = self._skus_per_call
-        return [b[j : j + step] for b in buckets for j in range(0, len(b), step)]
+        return slot_groups(skus, self._cluster, self._skus_per_call)
 
     def _keys(self, sku: str) -> tuple[bytes, ...]:
         """The SKU's four keys, encoded once (encoding keys is most of the client's work)."""

@@ -5,10 +5,10 @@ Per SKU one Redis hash, in the SKU's hash slot (``<prefix>:{<sku>}:a``): field `
 level in units (set it with :func:`set_stock` or ``HSET``; it turns on the projected shortfall).
 A restarted worker therefore neither re-opens an open alert nor forgets one it must resolve.
 
-Per batch: one pipelined ``HMGET`` for every SKU scored (:meth:`AlertTracker.load`), and one
-pipelined ``HSET`` for the SKUs whose state changed (:meth:`AlertTracker.commit`), which the
-pipeline calls only after the batch's alerts are delivered: an alert is never lost, at worst
-re-sent with the same id after a crash.
+Per batch: one ``HMGET`` for every SKU scored, in a few Lua calls (:meth:`AlertTracker.load`,
+:func:`streams.redis_scripts.hmget_many`), and one pipelined ``HSET`` for the SKUs whose state
+changed (:meth:`AlertTracker.commit`), which the pipeline calls only after the batch's alerts are
+delivered: an alert is never lost, at worst re-sent with the same id after a crash.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from model.detector import Scores, Thresholds, breaches, calm, load_thresholds, 
 from model.surge import AlertState, Kind, Moment, projected_shortfall, step
 from streams.buckets import day_to_date
 from streams.contracts import AlertEvent
+from streams.redis_scripts import hmget_many, sku_tag
 from worker.settings import Settings
 
 KINDS: tuple[Kind, Kind] = ("surge", "drop")
@@ -90,18 +91,14 @@ class RedisAlertStates:
         self._prefix = prefix
 
     def key(self, sku: str) -> str:
-        from streams.redis_window_store import sku_tag
-
         return f"{self._prefix}:{{{sku_tag(sku)}}}:a"
 
     async def load(self, skus: Sequence[str]) -> list[SkuAlerts]:
         if not skus:
             return []
-        pipe = self._client.pipeline(transaction=False)
-        for sku in skus:
-            pipe.hmget(self.key(sku), ["surge", "drop", "stock"])
         out = []
-        for surge, drop, stock in await pipe.execute():
+        rows = await hmget_many(self._client, skus, [self.key(sku) for sku in skus], ["surge", "drop", "stock"])
+        for surge, drop, stock in rows:
             states = {k: s for k, s in (("surge", _decode_state(surge)), ("drop", _decode_state(drop))) if s}
             out.append(SkuAlerts(states, float(stock) if stock is not None else None))
         return out

@@ -17,6 +17,7 @@ BATCH_SIZE = Histogram(
 )
 REDIS_SECONDS = Histogram("skucast_redis_seconds", "Window store round trips", ["op"])
 INFERENCE_SECONDS = Histogram("skucast_inference_seconds", "Batched model calls")
+FORECAST_MEMO_HITS = Counter("skucast_forecast_memo_hits_total", "Forecast rows reused, inputs unchanged")
 MODEL_INFO = Gauge("skucast_model_info", "Loaded model (value 1)", ["version", "device"])
 RETRIES = Counter("skucast_retries_total", "Batches retried after a service error", ["service"])
 CONSUMER_LAG = Gauge("skucast_consumer_lag", "Orders not yet consumed, per partition", ["partition"])

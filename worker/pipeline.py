@@ -19,13 +19,14 @@ import numpy as np
 
 from model.detector import DetectorInputs, Thresholds, active_festivals, orders_per_unit, quantile_mean, score
 from streams.buckets import day_to_date
-from streams.contracts import AlertEvent, ForecastEvent, LateEvent, OrderEvent
+from streams.contracts import AlertEvent, ForecastEvent, LateEvent, OrderEvent, check_forecast_values
 from streams.ingest import RawRecord, decode_orders
 from streams.window_store import DayWindows, HourWindows, OrderUpdate, WindowStore, updates_from_orders
 from worker import metrics
 from worker.alerting import AlertStates, AlertTracker, Context, MemoryAlertStates, SkuAlerts, thresholds_for
 from worker.detection import DetectionContext, IdleChecks, LocalMoment
 from worker.emitter import Emitter
+from worker.forecast_memo import ForecastMemo
 from worker.settings import Settings
 
 Clock = Callable[[], datetime]
@@ -129,7 +130,7 @@ class BatchProcessor:
         alert_states: AlertStates | None = None,
         thresholds: Thresholds | None = None,
     ) -> None:
-        """``on_outputs`` sees each batch's forecasts and alerts once they are emitted.
+        """``on_outputs`` sees each batch's forecasts and alerts while they are emitted.
 
         ``alert_states`` keeps the alert lifecycle (Redis in the worker; default: in memory);
         ``thresholds`` default to the settings' (see :func:`worker.alerting.thresholds_for`).
@@ -146,6 +147,7 @@ class BatchProcessor:
         self._detect = DetectionContext(settings.market_timezone, settings.alert_watch_max_skus)
         # One inference thread: the event loop keeps consuming while the model runs.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skucast-infer")
+        self._memo = ForecastMemo(settings.forecast_memo_rows)
 
     @property
     def model(self) -> Forecasts:
@@ -191,10 +193,10 @@ class BatchProcessor:
         skus = sorted({u.sku for u in updates})
         self._detect.observe([u for u in updates if (u.partition, u.offset) not in late_set])
         forecasts, alerts = await self._forecast(skus, now) if skus else ([], [])
-        await self._emitter.emit(forecasts, alerts, decoded.dead, late)
+        # The query API's copy is written while Kafka acknowledges: one wait, not two in a row.
+        await asyncio.gather(self._emitter.emit(forecasts, alerts, decoded.dead, late),
+                             self._on_outputs(forecasts, alerts) if self._on_outputs is not None else _none())
         await self._alerts.commit()  # only once delivered: a crash re-sends, never loses, an alert
-        if self._on_outputs is not None:
-            await self._on_outputs(forecasts, alerts)
         self._count(result.applied, result.fenced, result.duplicates, decoded.dead, late, forecasts, alerts)
         return BatchOutcome(len(records), result.applied, len(decoded.dead), len(late), len(forecasts), len(alerts))
 
@@ -231,12 +233,9 @@ class BatchProcessor:
             ends.append(batch.end_day - w)
         first_day = ctx.local(batch.first_seen).day
         history_days = np.clip(batch.end_day - first_day, 0, None)
-        started = time.perf_counter()
-        values, fallbacks = await asyncio.get_running_loop().run_in_executor(
-            self._executor, model.predict_with_flags, np.concatenate(rows), np.concatenate(ends),
-            np.concatenate([np.minimum(history_days, width)] * len(rows)),
-        )
-        metrics.INFERENCE_SECONDS.observe(time.perf_counter() - started)
+        values, fallbacks = await self._predict(
+            model, [(s, k) for k in range(len(rows)) for s in batch.skus], np.concatenate(rows),
+            np.concatenate(ends), np.concatenate([np.minimum(history_days, width)] * len(rows)))
         m = len(batch.skus)
         today_fc = values[:m]
         forecasts = self._forecast_events(touched, today_fc, fallbacks, history_days, model, now)
@@ -244,22 +243,41 @@ class BatchProcessor:
         alerts = self._alerts_of(batch, today_fc, window_fc, fallbacks[:m], history_days, known, model, th, now)
         return forecasts, alerts
 
+    async def _predict(self, model: Forecasts, keys: list[tuple[str, int]], history: np.ndarray,
+                       end_day: np.ndarray, history_days: np.ndarray) -> tuple[np.ndarray, list[str | None]]:
+        """One model call (off the event loop) for the rows whose inputs changed since last time."""
+        found = self._memo.lookup(model.version, keys, history, end_day, history_days)
+        metrics.FORECAST_MEMO_HITS.inc(len(found.found))
+        computed: tuple[np.ndarray, list[str | None]] = (np.empty((0, model.horizon, len(model.quantiles))), [])
+        if found.missing.size:
+            started = time.perf_counter()
+            idx = found.missing
+            computed = await asyncio.get_running_loop().run_in_executor(
+                self._executor, model.predict_with_flags, history[idx], end_day[idx], history_days[idx])
+            metrics.INFERENCE_SECONDS.observe(time.perf_counter() - started)
+            self._memo.store(found, *computed)
+        return self._memo.assemble(found, computed[0], computed[1], (model.horizon, len(model.quantiles)))
+
     def _forecast_events(self, windows: DayWindows, values: np.ndarray, fallbacks: list[str | None],
                          history_days: np.ndarray, model: Forecasts, now: datetime) -> list[ForecastEvent]:
+        rounded = np.round(values[: len(windows.skus)].astype(np.float64), 3)
+        check_forecast_values(rounded, model.horizon, len(model.quantiles))
         out: list[ForecastEvent] = []
         for i, sku in enumerate(windows.skus):
             meta = windows.meta[i]
             if meta is None:
                 continue
+            # Checked for the whole batch above (the per-event validator is the slowest part of
+            # building an event); every other field is typed by construction.
             out.append(
-                ForecastEvent(
+                ForecastEvent.model_construct(
                     sku=sku,
                     made_at=now,
                     as_of=datetime.fromtimestamp(meta.watermark_ts, UTC),
                     start_date=day_to_date(int(windows.end_day[i])),
                     horizon=model.horizon,
                     quantiles=list(model.quantiles),
-                    values=np.round(values[i].astype(np.float64), 3).tolist(),
+                    values=rounded[i].tolist(),
                     model_version=model.version,
                     history_days=int(history_days[i]),
                     fallback=fallbacks[i],

@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     backlog 10k-event batches forecast each busy SKU once per 10k events: ~2x the events per CPU
     second of 2k-event batches (docs/benchmarks.md)."""
     batch_within_s: float = Field(0.02, gt=0, le=10)
+    forecast_memo_rows: int = Field(40_000, ge=0, le=10_000_000)
+    """Model outputs kept for reuse while a SKU's history is unchanged (0 = off): a forecast reads
+    history up to yesterday, so a SKU's later batches of the day need no model call. ~0.6 KB each;
+    two rows per SKU when the alert window spans more than a day."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     torch_threads: int = Field(0, ge=0, le=256)
     """Intra-op threads of the worker's model calls; 0 = 1 (measured fastest beside the event loop)."""

@@ -1,5 +1,5 @@
 """Forecasts for a batch of SKUs come from ONE model call, on the real Redis window store; the
-hourly drop checks of quiet SKUs ride in that same call."""
+hourly drop checks of quiet SKUs ride in that same call, and unchanged inputs need no call."""
 
 from __future__ import annotations
 
@@ -59,8 +59,10 @@ def test_one_model_call_per_batch_and_drop_checks_ride_along(services: None, tra
     lines = real_order_lines("2011-11-01")
     top = list(lines["sku"].value_counts().index[:30])
     day1 = lines[lines["sku"].isin(top) & (lines["event_time"] < datetime(2011, 11, 2, tzinfo=UTC))]
-    day2 = lines[(lines["sku"] == top[0]) & (lines["event_time"] >= datetime(2011, 11, 2, 12, tzinfo=UTC))].head(1)
-    assert set(day1["sku"]) == set(top) and len(day2) == 1
+    later = lines[(lines["sku"] == top[0]) & (lines["event_time"] >= datetime(2011, 11, 2, 12, tzinfo=UTC))]
+    day2, day2_again = later.iloc[:1], later.iloc[1:2]
+    assert set(day1["sku"]) == set(top) and len(day2) == 1 and len(day2_again) == 1
+    assert day2_again["event_time"].iloc[0].date() == day2["event_time"].iloc[0].date()
 
     async def main() -> None:
         client = aioredis.Redis(host="127.0.0.1", port=6379)
@@ -81,6 +83,14 @@ def test_one_model_call_per_batch_and_drop_checks_ride_along(services: None, tra
             await processor.process(records(day2, len(day1)))
             assert model.rows == [60, 2 * 30]
             assert [f.sku for f in out.forecasts[30:]] == [top[0]]
+
+            # The same SKU sells again that day: the forecast reads history up to yesterday,
+            # which is unchanged, so it is published again (a later as_of) with no model call.
+            await processor.process(records(day2_again, len(day1) + 1))
+            assert model.rows == [60, 60]
+            first, again = out.forecasts[30], out.forecasts[31]
+            assert again.sku == top[0] and again.as_of > first.as_of
+            assert again.values == first.values and again.model_version == first.model_version
         finally:
             keys = [k async for k in client.scan_iter(match=f"{s.redis_prefix}:*")]
             if keys:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from streams.contracts import ForecastEvent, OrderEvent
+from streams.contracts import ForecastEvent, OrderEvent, check_forecast_values
 from streams.ingest import RawRecord, decode_orders, hash_customer_id
 
 NOW = datetime(2011, 12, 1, 12, tzinfo=UTC)
@@ -114,6 +114,21 @@ def test_forecast_event_rejects_crossed_quantiles() -> None:
         ForecastEvent(**base, values=[[1.0, 0.5, 3.0]])
     with pytest.raises(ValueError, match="one row per horizon day"):
         ForecastEvent(**base, values=[[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])
+
+
+def test_batch_check_of_forecast_values_matches_the_event_validator() -> None:
+    import numpy as np
+
+    good = np.array([[[1.0, 2.0, 3.0]], [[0.0, 0.0, 0.0]]])
+    check_forecast_values(good, horizon=1, n_quantiles=3)
+    with pytest.raises(ValueError, match="monotone"):
+        check_forecast_values(np.array([[[1.0, 0.5, 3.0]]]), horizon=1, n_quantiles=3)
+    with pytest.raises(ValueError, match="monotone"):
+        check_forecast_values(np.array([[[-1.0, 0.5, 3.0]]]), horizon=1, n_quantiles=3)
+    with pytest.raises(ValueError, match="monotone"):
+        check_forecast_values(np.array([[[np.nan, 0.5, 3.0]]]), horizon=1, n_quantiles=3)
+    with pytest.raises(ValueError, match="shape"):
+        check_forecast_values(good, horizon=2, n_quantiles=3)
 
 
 def test_dead_letters_never_carry_a_raw_customer_id() -> None:

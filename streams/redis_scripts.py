@@ -1,0 +1,112 @@
+"""Lua scripts run inside pipelines, and the grouping of per-SKU keys into script calls.
+
+A script call may only touch keys of one hash slot on a cluster, so SKUs are grouped by the slot
+of their hash tag there; on a standalone server a call takes many SKUs at once. Either way every
+call of a batch goes in one non-transactional pipeline: one round trip per node, and one command
+for many keys instead of one per key (redis-py's per-command cost is most of the client's work).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis, RedisCluster
+from redis.crc import key_slot
+from redis.exceptions import NoScriptError
+from redis.typing import KeyT
+
+
+def sku_tag(sku: str) -> str:
+    """The SKU as it appears inside the key's hash tag (braces and ``%`` percent-encoded)."""
+    if "{" in sku or "}" in sku or "%" in sku:
+        return sku.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+    return sku
+
+
+def slot_groups(skus: Sequence[str], cluster: bool, per_call: int) -> list[list[int]]:
+    """Indices of ``skus`` grouped into script calls: one hash slot per call on a cluster."""
+    if cluster:
+        by_slot: dict[int, list[int]] = {}
+        for i, sku in enumerate(skus):
+            by_slot.setdefault(key_slot(sku_tag(sku).encode()), []).append(i)
+        buckets = list(by_slot.values())
+    else:
+        buckets = [list(range(len(skus)))]
+    return [b[j : j + per_call] for b in buckets for j in range(0, len(b), per_call)]
+
+
+class LuaScript:
+    """A Lua script run by EVALSHA inside pipelines; reloaded on every node after NOSCRIPT."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def run(
+        self, client: Redis | RedisCluster, calls: Sequence[tuple[Sequence[KeyT], Sequence[Any]]]
+    ) -> list[Any]:
+        """Run every call in one pipeline (one round trip per node); their replies in order."""
+        results: list[Any] = [None] * len(calls)
+        pending = list(range(len(calls)))
+        for attempt in range(2):
+            replies = await self._send(client, calls, pending)
+            missing = []
+            for i, reply in zip(pending, replies, strict=True):
+                if isinstance(reply, NoScriptError) and attempt == 0:
+                    missing.append(i)  # NOSCRIPT: the script did not run, safe to resend
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    results[i] = reply
+            if not missing:
+                break
+            # On a cluster SCRIPT LOAD goes to every primary (a failover or restart loses scripts).
+            await client.script_load(self.source)
+            pending = missing
+        return results
+
+    async def _send(
+        self, client: Redis | RedisCluster, calls: Sequence[tuple[Sequence[KeyT], Sequence[Any]]], which: list[int]
+    ) -> list[Any]:
+        pipe = client.pipeline(transaction=False)
+        for i in which:
+            keys, args = calls[i]
+            # Raw command: redis-py blocks ``evalsha`` in cluster pipelines because it cannot
+            # reload scripts there; run() does that itself.
+            pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
+
+
+
+_HMGET_MANY = LuaScript("""
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('HMGET', key, unpack(ARGV)) end
+return cjson.encode(out)
+""")
+_SET_MANY = LuaScript("""
+for i, key in ipairs(KEYS) do redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1]) end
+return #KEYS
+""")
+
+
+async def hmget_many(client: Redis | RedisCluster, skus: Sequence[str], keys: Sequence[KeyT],
+                     fields: Sequence[str], per_call: int = 256) -> list[list[str | None]]:
+    """``HMGET key fields`` of every SKU's key (as text; ``None`` where missing), few commands."""
+    out: list[list[str | None]] = [[None] * len(fields) for _ in keys]
+    groups = slot_groups(skus, isinstance(client, RedisCluster), per_call)
+    replies = await _HMGET_MANY.run(client, [([keys[i] for i in g], list(fields)) for g in groups])
+    for group, reply in zip(groups, replies, strict=True):
+        for i, values in zip(group, orjson.loads(reply), strict=True):
+            out[i] = [v if v is not False else None for v in values]
+    return out
+
+
+async def set_many(client: Redis | RedisCluster, skus: Sequence[str], keys: Sequence[KeyT],
+                   values: Sequence[bytes], ttl_s: int, per_call: int = 256) -> None:
+    """``SET key value EX ttl_s`` for every SKU's key, few commands."""
+    groups = slot_groups(skus, isinstance(client, RedisCluster), per_call)
+    await _SET_MANY.run(client, [([keys[i] for i in g], [str(ttl_s), *(values[i] for i in g)]) for g in groups])

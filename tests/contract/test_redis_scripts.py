@@ -1,0 +1,54 @@
+"""The many-keys-per-command helpers behave as the plain commands would, on a server and a cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from streams.redis_scripts import hmget_many, set_many, sku_tag, slot_groups
+from tests.contract.conftest import Backend
+
+pytestmark = [pytest.mark.contract]
+
+# Many SKUs so that a cluster spreads them over every node, plus awkward names.
+SKUS = [f"SKU-{i}" for i in range(300)] + ["brace{d}", "100%", "ünï"]
+
+
+def _key(prefix: str, sku: str) -> str:
+    return f"{prefix}:{{{sku_tag(sku)}}}:x"
+
+
+def test_set_many_then_hmget_many_equal_the_plain_commands(backend: Backend) -> None:
+    async def body(store: Any, client: Any) -> None:
+        keys = [_key(store.prefix, s) for s in SKUS]
+        await set_many(client, SKUS, keys, [f"v-{s}".encode() for s in SKUS], ttl_s=600, per_call=64)
+        for sku, key in zip(SKUS[::50], keys[::50], strict=True):
+            assert await client.get(key) == f"v-{sku}".encode()
+            assert 590 <= await client.ttl(key) <= 600
+
+        hashes = [f"{k}h" for k in keys]
+        for i, key in enumerate(hashes[::3]):
+            await client.hset(key, mapping={"a": str(i), "c": "ç"})
+        rows = await hmget_many(client, SKUS, hashes, ["a", "b", "c"], per_call=64)
+        expected = []
+        for key in hashes:
+            a, b, c = await client.hmget(key, ["a", "b", "c"])
+            expected.append([v.decode() if v is not None else None for v in (a, b, c)])
+        assert rows == expected
+        assert sum(r[0] is not None for r in rows) == len(hashes[::3])
+        for key in keys + hashes:  # one by one: a cluster refuses a cross-slot DEL
+            await client.delete(key)
+
+    backend.run(body)
+
+
+def test_slot_groups_one_slot_per_call_on_a_cluster() -> None:
+    from redis.crc import key_slot
+
+    groups = slot_groups(SKUS, cluster=True, per_call=4)
+    assert sorted(i for g in groups for i in g) == list(range(len(SKUS)))
+    for g in groups:
+        assert len(g) <= 4
+        assert len({key_slot(sku_tag(SKUS[i]).encode()) for i in g}) == 1
+    assert slot_groups(SKUS, cluster=False, per_call=256) == [list(range(256)), list(range(256, len(SKUS)))]
