@@ -44,7 +44,7 @@ from worker.services.cluster import cluster_down, cluster_up  # noqa: E402
 
 OWN_PORT = 16391
 CLUSTER_PORTS = (17011, 17012, 17013)
-DAY_RETENTION, HOUR_RETENTION_DAYS = 420, 21
+DAY_RETENTION, HOUR_RETENTION_DAYS = 420, 14  # the worker's defaults
 NOW_TS = 1_733_000_000.0  # a fixed "now" (2024-11-30): time is an argument, even here
 HISTORY_POINTS = 12  # events per SKU, spread over the day retention, before measuring
 

@@ -25,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -198,7 +199,7 @@ class MarketLevel:
         self.prior = prior
         self.max_skus = max_skus
         self.keep_days = keep_days
-        self._expected: dict[str, tuple[int, np.ndarray]] = {}
+        self._expected: dict[str, tuple[int, array[float]]] = {}
         self._observed: dict[str, dict[int, float]] = {}
         self._exp_total: dict[int, float] = {}
         self._obs_total: dict[int, float] = {}
@@ -217,7 +218,7 @@ class MarketLevel:
                 for k, v in enumerate(old[1]):
                     if old[0] + k >= day:
                         self._exp_total[old[0] + k] = self._exp_total.get(old[0] + k, 0.0) - float(v)
-            row = np.asarray(expected[i], dtype=np.float64)
+            row = array("f", np.asarray(expected[i], dtype=np.float32).tobytes())  # ~4x smaller than an ndarray
             self._expected[sku] = (day, row)
             for k, v in enumerate(row):
                 self._exp_total[day + k] = self._exp_total.get(day + k, 0.0) + float(v)
@@ -233,7 +234,7 @@ class MarketLevel:
 
     def _own(self, sku: str, day: int) -> tuple[float, float]:
         exp = self._expected.get(sku)
-        own_exp = float(exp[1][day - exp[0]]) if exp is not None and 0 <= day - exp[0] < exp[1].size else 0.0
+        own_exp = float(exp[1][day - exp[0]]) if exp is not None and 0 <= day - exp[0] < len(exp[1]) else 0.0
         return self._observed.get(sku, {}).get(day, 0.0), own_exp
 
     def level(self, skus: Sequence[str], days: np.ndarray, share_of_today: np.ndarray,

@@ -6,13 +6,15 @@ Key layout, all keys of a SKU share the hash tag ``{<sku>}`` (one cluster slot p
                                 bd / bh (ring base day / hour), fs (first seen ts),
                                 pr (last price), cat, ex (last TTL refresh), sm (seen trim mark),
                                 p<partition> → last offset
-    <prefix>:{<sku>}:d   string day ring: day_retention + 1 slots of 16 bytes
-    <prefix>:{<sku>}:h   string hour ring: 24 * hour_retention + 1 slots of 16 bytes
+    <prefix>:{<sku>}:d   string day ring: day_retention + 1 slots of 12 bytes
+    <prefix>:{<sku>}:h   string hour ring: 24 * hour_retention + 1 slots of 12 bytes
     <prefix>:{<sku>}:s   zset   dedup_key → event ts, for the dedup horizon
 
-A ring slot holds ``units i32 | orders i32 | revenue_milli i64`` (big-endian, ``BITFIELD
-INCRBY`` with ``OVERFLOW SAT``); bucket ``b`` lives in slot ``(b - base) % slots`` and is valid
-while ``watermark - slots < b <= watermark``. Advancing the watermark zeroes exactly the slots it
+A ring slot holds ``units i32 | orders u24 | revenue_milli i40`` (12 bytes, big-endian,
+``BITFIELD INCRBY`` with ``OVERFLOW SAT``: per bucket up to 2.1 billion units, 16.7 million
+order lines and ±549 million in revenue, exact to a thousandth; beyond, a bucket saturates rather
+than wraps). Bucket ``b`` lives in slot ``(b - base) % slots`` and is valid while
+``watermark - slots < b <= watermark``. Advancing the watermark zeroes exactly the slots it
 expires, so trimming costs O(expired buckets); reading the last L buckets is one ``GETRANGE``
 (two when it wraps), returned as bytes and decoded by numpy. The base is the SKU's first bucket
 minus the grace period, so a young SKU's ring only grows as far as its history.
@@ -52,7 +54,28 @@ from streams.window_store import (
     SkuMeta,
 )
 
-SLOT_DTYPE = np.dtype([("units", ">i4"), ("orders", ">i4"), ("revenue_milli", ">i8")])
+SLOT_BYTES = 12
+"""A ring slot: ``units i32 | orders u24 | revenue_milli i40``, big-endian (``BITFIELD``)."""
+BUCKET_DTYPE = np.dtype([("units", "<i4"), ("orders", "<i4"), ("revenue_milli", "<i8")])
+
+
+def decode_slots(raw: bytes) -> np.ndarray:
+    """Ring bytes (whole slots) as a :data:`BUCKET_DTYPE` array, vectorised.
+
+    >>> b = bytes.fromhex("00000005" "000002" "fffffffc18")  # 5 units, 2 orders, -1000 milli
+    >>> decode_slots(b).tolist()
+    [(5, 2, -1000)]
+    """
+    b = np.frombuffer(raw, dtype=np.uint8)[: len(raw) // SLOT_BYTES * SLOT_BYTES].reshape(-1, SLOT_BYTES)
+    out = np.empty(b.shape[0], dtype=BUCKET_DTYPE)
+    out["units"] = np.ascontiguousarray(b[:, 0:4]).view(">i4").ravel()
+    out["orders"] = (b[:, 4].astype(np.int32) << 16) | (b[:, 5].astype(np.int32) << 8) | b[:, 6]
+    # 40-bit two's complement: widen to 64 bits, copying the sign bit into the top three bytes.
+    wide = np.empty((b.shape[0], 8), dtype=np.uint8)
+    wide[:, 3:] = b[:, 7:12]
+    wide[:, :3] = np.where(b[:, 7:8] >= 0x80, 0xFF, 0x00)
+    out["revenue_milli"] = wide.view(">i8").ravel()
+    return out
 _APPLY_LUA = files("streams").joinpath("window_apply.lua").read_text()
 _READ_LUA = files("streams").joinpath("window_read.lua").read_text()
 _META_FIELDS = ("wm", "fs", "cat", "pr", "wd", "wh")
@@ -126,7 +149,7 @@ class RedisWindowStore:
             str(math.ceil(grace_s / 86_400) + 1),
             str(math.ceil(grace_s / 3_600) + 3),
         ]
-        self._key_cache: dict[str, tuple[bytes, ...]] = {}
+        self._key_cache: dict[str, bytes] = {}
         self._apply = LuaScript(_APPLY_LUA)
         self._read = LuaScript(_READ_LUA)
 
@@ -141,13 +164,14 @@ class RedisWindowStore:
         return slot_groups(skus, self._cluster, self._skus_per_call)
 
     def _keys(self, sku: str) -> tuple[bytes, ...]:
-        """The SKU's four keys, encoded once (encoding keys is most of the client's work)."""
-        keys = self._key_cache.get(sku)
-        if keys is None:
+        """The SKU's four keys as bytes; the common part is encoded once per SKU (encoding keys
+        was most of the client's work; joining bytes is cheap, and only the base is kept)."""
+        base = self._key_cache.get(sku)
+        if base is None:
             if len(self._key_cache) >= 500_000:
                 self._key_cache.clear()
-            keys = self._key_cache[sku] = tuple(k.encode() for k in sku_keys(self._prefix, sku))
-        return keys
+            base = self._key_cache[sku] = sku_keys(self._prefix, sku)[0][:-1].encode()
+        return base + b"m", base + b"d", base + b"h", base + b"s"
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -191,7 +215,7 @@ class RedisWindowStore:
     async def _read_grain(
         self, grain: Grain, skus: Sequence[str], length: int, end: Sequence[int] | None
     ) -> tuple[np.ndarray, np.ndarray, list[SkuMeta | None]]:
-        """(end bucket per SKU, (n, length) SLOT_DTYPE buckets, meta) for one grain."""
+        """(end bucket per SKU, (n, length) BUCKET_DTYPE buckets, meta) for one grain."""
         if length < 1:
             raise ValueError("length must be >= 1")
         if end is not None and len(end) != len(skus):
@@ -210,10 +234,10 @@ class RedisWindowStore:
 
         n = len(skus)
         ends_out = np.zeros(n, dtype=np.int64)
-        data = np.zeros((n, length), dtype=SLOT_DTYPE)
+        data = np.zeros((n, length), dtype=BUCKET_DTYPE)
         metas: list[SkuMeta | None] = [None] * n
         for group, (header, blob) in zip(groups, replies, strict=True):
-            buckets = np.frombuffer(blob, dtype=SLOT_DTYPE)
+            buckets = decode_slots(blob)
             pos = 0
             for g, row in zip(group, orjson.loads(header), strict=True):
                 metas[g] = _parse_meta(skus[g], row[:6])
@@ -270,7 +294,7 @@ class RedisWindowStore:
         if top_raw is None or not raw:
             return {}
         top, base = int(top_raw), int(base_raw)
-        ring = np.frombuffer(raw[: len(raw) // SLOT_DTYPE.itemsize * SLOT_DTYPE.itemsize], dtype=SLOT_DTYPE)
+        ring = decode_slots(raw)
         out: dict[int, tuple[int, int, int]] = {}
         for slot in np.flatnonzero((ring["units"] != 0) | (ring["orders"] != 0) | (ring["revenue_milli"] != 0)):
             bucket = top - ((top - base - int(slot)) % slots)

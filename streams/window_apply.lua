@@ -16,7 +16,7 @@
 -- TTLs are refreshed every ttl_refresh_s of server time, not on every call.
 
 local call, format = redis.call, string.format
-local SLOT = 16 -- bytes per bucket: units i32, orders i32, revenue_milli i64 (big-endian)
+local SLOT = 12 -- bytes per bucket: units i32, orders u24, revenue_milli i40 (big-endian, saturating)
 -- Zeros are built a slot at a time: Lua 5.1's string.rep appends its unit once per repeat.
 local ZERO_SLOT = string.rep('\0', SLOT)
 local function zeros(nbytes)
@@ -92,8 +92,8 @@ local function flush(key, acc, base, n, old_top, top)
     if bucket > top - n then -- else it expired within this call
       local bit = ((bucket - base) % n) * SLOT * 8
       call('BITFIELD', key, 'OVERFLOW', 'SAT',
-        'INCRBY', 'i32', int(bit), int(sums[1]), 'INCRBY', 'i32', int(bit + 32), int(sums[2]),
-        'INCRBY', 'i64', int(bit + 64), int(sums[3]))
+        'INCRBY', 'i32', int(bit), int(sums[1]), 'INCRBY', 'u24', int(bit + 32), int(sums[2]),
+        'INCRBY', 'i40', int(bit + 56), int(sums[3]))
     end
   end
 end

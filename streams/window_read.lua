@@ -5,9 +5,9 @@
 -- ARGV[3+i] end bucket for SKU i, or '' for its watermark bucket
 -- Reply: {header, bytes}. header is JSON, one list per SKU: [wm, fs, cat, pr, wd, wh] (strings,
 --   false for an unknown SKU), end bucket, lo, hi (the window's retained buckets are lo..hi;
---   lo > hi: none). bytes concatenates, SKU after SKU, 16 bytes per bucket lo..hi.
+--   lo > hi: none). bytes concatenates, SKU after SKU, 12 bytes per bucket lo..hi.
 
-local SLOT = 16
+local SLOT = 12 -- bytes per bucket (see window_apply.lua)
 local ZERO_SLOT = string.rep('\0', SLOT) -- padding a slot at a time (Lua 5.1's string.rep is per unit)
 local function zeros(nbytes)
   return string.rep(ZERO_SLOT, math.floor(nbytes / SLOT)) .. string.rep('\0', nbytes % SLOT)

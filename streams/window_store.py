@@ -9,6 +9,7 @@ lines that arrived beyond the grace period so the caller can route them to ``ord
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
@@ -128,7 +129,8 @@ def updates_from_orders(
     days, hours = local_day_hour(ts, tz)
     return [
         OrderUpdate(
-            sku=o.sku,
+            # Interned: the worker's per-SKU maps then share one string per SKU, not one per batch.
+            sku=sys.intern(o.sku),
             partition=int(p),
             offset=int(off),
             dedup_key=o.dedup_key,

@@ -184,7 +184,7 @@ def ground_truth(lines: Any, grain: str = "day", tz: str = "Europe/London") -> B
 
 
 def redis_buckets(
-    prefix: str, skus: list[str], grain: str = "day", redis_port: int = 6379, hour_retention: int = 21
+    prefix: str, skus: list[str], grain: str = "day", redis_port: int = 6379, hour_retention: int | None = None
 ) -> Buckets:
     """What the worker stored, read through the project's own window store."""
     import asyncio
@@ -192,6 +192,9 @@ def redis_buckets(
     import redis.asyncio as aioredis
 
     from streams.redis_window_store import RedisWindowStore
+    from worker.settings import Settings
+
+    hour_retention = hour_retention or Settings.model_fields["hour_retention_days"].default  # the default
 
     async def read() -> Buckets:
         client = aioredis.Redis(host="127.0.0.1", port=redis_port)
@@ -211,7 +214,7 @@ def wait_until_equal(
     grain: str = "day",
     timeout_s: float = 180,
     redis_port: int = 6379,
-    hour_retention: int = 21,
+    hour_retention: int | None = None,
 ) -> Buckets:
     """Poll Redis until it holds exactly ``expected`` (or time out and return what it holds)."""
     deadline = time.monotonic() + timeout_s

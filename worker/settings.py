@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     future_tolerance_hours: float = Field(24.0, ge=0)
     dedup_horizon_days: int = Field(7, ge=1, le=400)
     day_retention: int = Field(420, ge=60, le=5000)
-    hour_retention_days: int = Field(21, ge=1, le=400)
+    hour_retention_days: int = Field(14, ge=1, le=400)
     sku_idle_ttl_days: int = Field(430, ge=1)
 
     # --- batching / inference ---

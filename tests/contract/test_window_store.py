@@ -375,3 +375,16 @@ def test_results_are_identical_on_both_backends(both_backends: list[Backend]) ->
     # how SKUs are grouped into Lua calls changes nothing either
     assert both_backends[0].run(lambda store, client: replay(store, deliveries), skus_per_call=2) == standalone
     assert standalone["counts"][0] > 0 and standalone["late"]
+
+
+def test_a_bucket_beyond_its_slot_range_saturates_instead_of_wrapping(backend: Backend) -> None:
+    # 100,000 units at 9,000 each: 9e8 in revenue, beyond the i40 milli field (±5.49e8).
+    big = upd("BIG", 0, T0, units=100_000, price=9_000.0)
+    small = upd("BIG", 1, T0 + 60, units=3, price=2.0)
+
+    async def body(store: RedisWindowStore, client: Any) -> dict[int, tuple[int, int, int]]:
+        await store.apply([big, small])
+        return await store.totals("BIG", "day")
+
+    totals = backend.run(body)
+    assert totals == {big.day: (100_003, 2, 2**39 - 1)}

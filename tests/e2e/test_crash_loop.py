@@ -32,7 +32,7 @@ def test_five_sigkills_during_50k_replay(services: None, trained_model: Path, tm
     name = unique("crashloop")
     lines = real_order_lines("2011-06-01").head(50_000)
     messages = [(k, v) for k, v, _ in encode_lines(lines)]
-    # Hourly buckets kept for the whole replay (default 21 days), so every hour can be checked.
+    # Hourly buckets kept for the whole replay (default 14 days), so every hour can be checked.
     env = worker_env(name, trained_model, SKUCAST_BATCH_MAX_EVENTS="400", SKUCAST_HOUR_RETENTION_DAYS="120")
     rng = random.Random(7)
     chunk = len(messages) // (KILLS + 1)

@@ -170,3 +170,53 @@ def test_active_festival_of_a_day() -> None:
     assert names[0] == "christmas" and names[1] == "christmas (lead-in)" and names[2] == "black_friday"
     assert names[3] is None
     assert active_festivals(days[:1], ()) == [None]
+
+
+def test_a_slow_surge_is_caught_by_the_multi_day_window_against_the_forecast_made_before_it() -> None:
+    # 10 lines a day expected (100 units p50, 0.1 lines/unit); three days at 1.8x each.
+    th = replace(Thresholds(), window_days=3)
+    fc = [[50.0, 100.0, 180.0]]
+    units, orders = [[180.0, 180.0, 180.0]], [[18.0, 18.0, 18.0]]
+    s = score(inputs(fc, units, orders, opu=0.1), th)
+    assert s.z_today[0] < th.surge < s.surge[0]  # no single day breaches, the three days do
+    assert s.surge_ratio[0] == pytest.approx(54.0 / 3 / quantile_mean(np.array(fc[0]), Q) / 0.1, rel=1e-6)
+    # The freshest forecast already learned the surge (1.8x): judged against it there is none.
+    learned = np.repeat(np.asarray(fc)[:, None, None, :] * 1.8, 3, axis=1)
+    assert score(inputs(fc, units, orders, opu=0.1, windows=learned), th).surge[0] < th.surge
+
+
+def test_a_silent_sku_is_a_drop_over_days_against_the_forecast_made_before_the_silence() -> None:
+    th = replace(Thresholds(), window_days=3, min_expected_orders=6.0)
+    fc = [[20.0, 40.0, 80.0]]  # ~4.6 lines a day at 0.1 lines/unit
+    silent = score(inputs(fc, [[0.0, 0.0, 0.0]], [[0.0, 0.0, 0.0]], opu=0.1), th)
+    one_day = score(inputs(fc, [[40.0, 40.0, 0.0]], [[4.0, 5.0, 0.0]], opu=0.1), th)
+    assert one_day.drop[0] < th.drop < silent.drop[0]
+    # Right after a surge alert the forecast is inflated: no drop is scored while it settles.
+    settle = replace(th, settle_days=14)
+    after = inputs(fc, [[0.0, 0.0, 0.0]], [[0.0, 0.0, 0.0]], opu=0.1, since_surge=np.array([3]))
+    assert score(after, settle).drop[0] == -np.inf and score(after, th).drop[0] > th.drop
+
+
+def test_trailing_hour_windows_are_scored_each_against_their_own_hours() -> None:
+    th = replace(Thresholds(), recent_hours=6)
+    fc = [[50.0, 100.0, 180.0]]
+    # A burst in the last hour (12 lines where 0.5 were expected); the 6 h window dilutes it.
+    recent = {"recent_units": np.array([[120.0, 125.0, 130.0, 140.0]]),
+              "recent_orders": np.array([[12.0, 12.5, 13.0, 14.0]]),
+              "recent_share": np.array([[0.05, 0.1, 0.15, 0.3]])}
+    s = score(inputs(fc, [[140.0]], [[14.0]], share=0.8, opu=0.1, **recent), th)
+    only_6h = {k: v[:, -1:] for k, v in recent.items()}
+    s6 = score(inputs(fc, [[140.0]], [[14.0]], share=0.8, opu=0.1, **only_6h), th)
+    assert s.surge[0] > s6.surge[0] + 2 and s.surge[0] > th.surge
+    assert scan_hours(th.recent_hours) == (1, 2, 3, 6)
+
+
+def test_the_margin_forgives_forecast_error_but_not_silence() -> None:
+    plain, margin = Thresholds(), replace(Thresholds(), margin=1.3)
+    fc = [[20.0, 40.0, 80.0]] * 2
+    s_plain = score(inputs(fc, [[60.0], [0.0]], [[6.0], [0.0]], opu=0.1, share=1.0), plain)
+    s_margin = score(inputs(fc, [[60.0], [0.0]], [[6.0], [0.0]], opu=0.1, share=1.0), margin)
+    assert s_margin.surge[0] < s_plain.surge[0]  # 1.3x: within the margin
+    assert s_margin.drop[1] > 2.0  # a silent day still counts
+    with pytest.raises(ValueError):
+        Thresholds.from_dict({"margin": 0.5})
