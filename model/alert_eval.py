@@ -45,6 +45,7 @@ from model.detector import (
     calm,
     orders_per_unit,
     quantile_mean,
+    scan_hours,
     score,
     search_threshold,
     severity,
@@ -69,7 +70,10 @@ class EvalConfig:
     its hours' order count this unlikely (Poisson tail)."""
     seed: int = 0
     false_alarm_rate: float = 0.001
-    window_days: int = 3
+    window_days: int = 2
+    recent_hours: int = 6
+    margin: float = 1.2
+    settle_days: int = 14
     cooldown_hours: float = 6.0
     match_grace_hours: int = 24
     christmas_ramp_from: date = date(2011, 11, 7)
@@ -174,6 +178,7 @@ def replay(panel: Panel, table: np.ndarray, quantiles: tuple[float, ...], lookba
     max_d = np.full((n, len(days)), -np.inf)
     skus = np.arange(n)
     first_sale = np.full(n, 10**9, dtype=np.int64)
+    spans = scan_hours(th.recent_hours)
     np.minimum.at(first_sale, panel.lines.sku, panel.lines.day)
     for di, d in enumerate(days):
         col = d - panel.first_day
@@ -184,6 +189,10 @@ def replay(panel: Panel, table: np.ndarray, quantiles: tuple[float, ...], lookba
         opu = orders_per_unit(daily_o[:, history], daily_u[:, history])
         today_fc = table[:, di + w - 1, 0]
         window_fc = table[:, di, :w]
+        # Per trailing k days, the forecast made the day before them (origin d - k).
+        windows = np.zeros((n, w, *window_fc.shape[1:]), dtype=window_fc.dtype)
+        for k in range(1, w + 1):
+            windows[:, k - 1, w - k :] = table[:, di + w - k, :k]
         cum_u, cum_o = np.cumsum(panel.units[:, col], axis=1), np.cumsum(panel.orders[:, col], axis=1)
         win_days = np.arange(d - w + 1, d + 1)
         for h in range(24):
@@ -196,14 +205,16 @@ def replay(panel: Panel, table: np.ndarray, quantiles: tuple[float, ...], lookba
             expected[:, -1] = quantile_mean(today_fc, q) * opu * share
             level = market_level(orders.sum(axis=0) - orders, expected.sum(axis=0) - expected)  # leave-one-out
             recent = {}
-            if th.recent_hours:
-                first = max(h - th.recent_hours + 1, 0)
-                before = share_seen(shares, rows, np.full(n, d), np.full(n, first), np.zeros(n))
-                recent = {"recent_units": cum_u[:, h] - (cum_u[:, first - 1] if first else 0),
-                          "recent_orders": cum_o[:, h] - (cum_o[:, first - 1] if first else 0),
-                          "recent_share": share - before}
+            if spans:  # today's trailing hours, one column per window (never before midnight)
+                firsts = [max(h - span + 1, 0) for span in spans]
+                before = np.stack([share_seen(shares, rows, np.full(n, d), np.full(n, f), np.zeros(n)) for f in firsts],
+                                  axis=1)
+                recent = {"recent_units": np.stack([cum_u[:, h] - (cum_u[:, f - 1] if f else 0) for f in firsts], 1),
+                          "recent_orders": np.stack([cum_o[:, h] - (cum_o[:, f - 1] if f else 0) for f in firsts], 1),
+                          "recent_share": share[:, None] - before}
             s = score(DetectorInputs(q, today_fc, window_fc, units, orders, inc["surge"], inc["drop"], opu, share,
-                                     **recent, history_days=d - first_sale, level=level), th)
+                                     **recent, history_days=d - first_sale, windows=windows, level=level,
+                                     since_surge=d - breach_day["surge"], since_drop=d - breach_day["drop"]), th)
             max_s[:, di] = np.maximum(max_s[:, di], s.surge)
             max_d[:, di] = np.maximum(max_d[:, di], s.drop)
             if lifecycle:
@@ -303,7 +314,8 @@ def evaluate(cfg: EvalConfig, log: Log | None = None) -> dict[str, Any]:
     half_a = subset(panel, list(range(0, len(panel.skus), 2)))
     half_b = subset(panel, list(range(1, len(panel.skus), 2)))
 
-    base = Thresholds(window_days=cfg.window_days)
+    base = Thresholds(window_days=cfg.window_days, recent_hours=cfg.recent_hours, margin=cfg.margin,
+                      settle_days=cfg.settle_days)
     th = calibrate_on_backtest(half_a, forecasts_for(half_a, forecaster, days, cfg.window_days, log), q, lookback,
                                base, days, cfg, log)
     th = replace(th, calibration={**th.calibration, "model": forecaster.version})

@@ -88,6 +88,23 @@ def anscombe_z(observed: np.ndarray, expected: np.ndarray) -> np.ndarray:
     return 2.0 * (np.sqrt(observed + ANSCOMBE) - np.sqrt(expected + ANSCOMBE_CENTRE))
 
 
+def margin_z(observed: np.ndarray, expected: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """(surge z, drop z) of counts against an expectation known only to within a factor ``margin``.
+
+    The expectation is a forecast, itself off by some percent for days on end, so over a long
+    window (large ``E``) plain Poisson z grows with forecast error alone and a multi-day window of
+    a best-seller breaches on it. Judging a surge against ``E × margin`` and a drop against
+    ``E / margin`` forgives that error, yet still lets real evidence (a silent week) grow with
+    ``√E`` — where a variance inflation would cap it.
+
+    >>> s, d = margin_z(np.array([60.0, 0.0]), np.array([30.0, 30.0]), 1.25)
+    >>> np.round(s, 2).tolist(), np.round(d, 2).tolist()
+    ([3.27, -11.04], [-5.72, 8.6])
+    """
+    m = max(float(margin), 1.0)
+    return anscombe_z(observed, expected * m), -anscombe_z(observed, expected / m)
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """Alert thresholds (z units) and how they were calibrated; JSON beside the model."""
@@ -100,11 +117,17 @@ class Thresholds:
     """... and at least this share of a later day has been seen."""
     window_days: int = 1
     recent_hours: int = 2
-    """Also score the last this-many hours of today on their own (0 = only the whole day so far)."""
+    """Also score the trailing hours of today on their own, every window of :func:`scan_hours` up to
+    this many (0 = only the whole day so far)."""
+    margin: float = 1.0
+    """Forecast error forgiven: surges are judged against expected × margin, drops against
+    expected / margin (see :func:`margin_z`); 1 = plain Poisson."""
     min_units: float = 20.0
     """A surge needs at least this many units today (or in the window)."""
     min_expected_orders: float = 6.0
     """A drop needs at least this many expected order lines in its window."""
+    settle_days: int = 0
+    """Days after an alert of the other kind during which none of this kind is scored (0 = off)."""
     min_history_days: int = 28
     """No alerts for a SKU younger than this: a new product's ramp-up is not a surge."""
     warning_ratio: float = 3.0
@@ -120,10 +143,27 @@ class Thresholds:
     def from_dict(cls, data: dict[str, Any]) -> Thresholds:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         th = cls(**known)
-        bad = th.window_days < 1 or th.recent_hours < 0 or th.surge <= 0 or th.drop <= 0
+        bad = (th.window_days < 1 or th.recent_hours < 0 or th.surge <= 0 or th.drop <= 0 or th.margin < 1
+               or th.settle_days < 0)
         if bad or not 0 < th.resolve_share <= 1:
             raise ValueError(f"implausible alert thresholds: {known}")
         return th
+
+
+SCAN_HOURS = (1, 2, 3, 6, 12)
+
+
+def scan_hours(recent_hours: int) -> tuple[int, ...]:
+    """The trailing-hour windows of today scored on their own: the ladder up to ``recent_hours``.
+
+    A burst of one hour and a surge of an afternoon are each judged against their own hours.
+
+    >>> scan_hours(6), scan_hours(2), scan_hours(0)
+    ((1, 2, 3, 6), (1, 2), ())
+    """
+    if recent_hours <= 0:
+        return ()
+    return tuple(sorted({h for h in SCAN_HOURS if h < recent_hours} | {recent_hours}))
 
 
 def thresholds_path(model_dir: str | Path, version: str) -> Path:
@@ -167,13 +207,24 @@ class DetectorInputs:
     share: np.ndarray
     """(n,) share of today's demand normally seen by now (0..1)."""
     recent_units: np.ndarray | None = None
-    """(n,) units of the last few hours of today (see ``recent_share``); ``None``: not scored."""
+    """(n, K) units of today's trailing hours, one column per window of :func:`scan_hours` (or (n,)
+    for one window; see ``recent_share``); ``None``: not scored."""
     recent_orders: np.ndarray | None = None
     recent_share: np.ndarray | None = None
-    """(n,) share of the day's demand those hours normally hold: a burst that starts late in the
+    """(n, K) share of the day's demand those hours normally hold: a burst that starts late in the
     day is judged against its own hours, not diluted by a normal morning."""
     history_days: np.ndarray | None = None
     """(n,) days since the SKU's first sale; rows under ``min_history_days`` never alert."""
+    windows: np.ndarray | None = None
+    """(n, W, W, Q): row ``k - 1`` is the forecast made the day before the last ``k`` window days
+    (only those ``k`` days of it are read). Each trailing window is then judged against the
+    freshest forecast that cannot have seen it; ``None``: ``window`` serves every window."""
+    since_surge: np.ndarray | None = None
+    """(n,) days since a surge alert of the SKU last breached (0 = today; large = never). The
+    forecast has learned from the surge, so for ``settle_days`` after it a normal day looks like a
+    drop: no drop is scored then. ``None``: no such history."""
+    since_drop: np.ndarray | None = None
+    """(n,) the same after a drop alert (recovery against a forecast pulled down is no surge)."""
     level: np.ndarray | None = None
     """(n, W) market-wide demand level per window day (observed / expected over all SKUs; 1 = as
     forecast). A day when the whole shop sells 3x is not a surge of any one SKU."""
@@ -200,10 +251,22 @@ class Scores:
     share: np.ndarray
 
 
-def _window_sums(inp: DetectorInputs, include: np.ndarray, per_day: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Observed units, observed orders, and the given per-day expectation, summed over ``include``."""
-    inc = include.astype(np.float64)
-    return (inp.units * inc).sum(axis=1), (inp.orders * inc).sum(axis=1), (per_day * inc).sum(axis=1)
+def _as_columns(values: np.ndarray | None, n: int) -> np.ndarray:
+    """(n,) or (n, K) as (n, K) float (one column per trailing-hour window)."""
+    v = np.asarray(values, dtype=np.float64)
+    return v.reshape(n, -1)
+
+
+def _suffix_sums(values: np.ndarray, include: np.ndarray) -> np.ndarray:
+    """(n, W): column ``k - 1`` sums the last ``k`` window days that ``include`` keeps."""
+    return np.cumsum((values * include)[:, ::-1], axis=1)
+
+
+def _best(z: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row the largest ``z`` over the columns where ``ok`` holds (−inf: none), and its column."""
+    gated = np.where(ok, z, -np.inf)
+    col = np.argmax(gated, axis=1)
+    return np.take_along_axis(gated, col[:, None], axis=1)[:, 0], col
 
 
 def score(inp: DetectorInputs, th: Thresholds) -> Scores:
@@ -218,6 +281,18 @@ def score(inp: DetectorInputs, th: Thresholds) -> Scores:
     day_share[:, -1] = share
     opu = np.asarray(inp.orders_per_unit, dtype=np.float64)
     level = np.ones((n, w)) if inp.level is None else np.asarray(inp.level, dtype=np.float64)
+    mature = np.ones(n, dtype=bool) if inp.history_days is None else inp.history_days >= th.min_history_days
+    # The forecast is still digesting a recent anomaly of the other kind: not a fresh one.
+    settled_s = mature if inp.since_drop is None else mature & (np.asarray(inp.since_drop) > th.settle_days)
+    settled_d = mature if inp.since_surge is None else mature & (np.asarray(inp.since_surge) > th.settle_days)
+    if th.settle_days <= 0:
+        settled_s = settled_d = mature
+
+    def z_up(observed: np.ndarray, expected: np.ndarray) -> np.ndarray:
+        return margin_z(observed, expected, th.margin)[0]
+
+    def z_down(observed: np.ndarray, expected: np.ndarray) -> np.ndarray:
+        return margin_z(observed, expected, th.margin)[1]
 
     today_mean = quantile_mean(inp.today, q)
     exp_orders_today = share * today_mean * opu * level[:, -1]
@@ -227,35 +302,45 @@ def score(inp: DetectorInputs, th: Thresholds) -> Scores:
     median_today = share * inp.today[:, mid]
     z_today = anscombe_z(obs_orders_today, exp_orders_today)
 
-    win_mean = quantile_mean(inp.window, q) * day_share
-    win_median = inp.window[..., mid] * day_share
-    # Surge: today alone, and the window (as far as no surge alert reported its days already).
-    u_s, o_s, e_s = _window_sums(inp, inp.include_surge, win_mean * opu[:, None] * level)
-    _, _, med_s = _window_sums(inp, inp.include_surge, win_median)
-    z_win_s = anscombe_z(o_s, e_s)
-    gate_today = (obs_units_today > median_today) & (obs_units_today >= th.min_units)
-    gate_win = (u_s > med_s) & (u_s >= th.min_units)
-    mature = np.ones(n, dtype=bool) if inp.history_days is None else inp.history_days >= th.min_history_days
-    surge_today = np.where(gate_today & mature, z_today, -np.inf)
-    surge_win = np.where(gate_win & mature, z_win_s, -np.inf)
-    use_win = surge_win > surge_today
-    surge = np.maximum(surge_today, surge_win)
-    surge_ratio = np.where(use_win, o_s / np.maximum(e_s, 1e-9), obs_orders_today / np.maximum(exp_orders_today, 1e-9))
+    # Candidate windows, one column each: today (fresh forecast), the last k = 1..W window days
+    # (forecast from before the window: a slow surge or a silent SKU does not pull its own
+    # expectation along), and the trailing hours of today. The largest z counts; calibration takes
+    # the daily max of exactly this score, so scanning more windows raises the threshold with it.
+    per_k = np.repeat(inp.window[:, None], w, axis=1) if inp.windows is None else np.asarray(inp.windows)
+    last_k = np.arange(w)[None, :] >= w - 1 - np.arange(w)[:, None]  # (k, day): day among the last k + 1
+    exp_day = quantile_mean(per_k, q) * (day_share * opu[:, None] * level)[:, None, :]  # (n, k, day)
+    med_day = per_k[..., mid] * day_share[:, None, :]
+    units = inp.units.astype(np.float64)
+    orders = inp.orders.astype(np.float64)
+    inc_s, inc_d = inp.include_surge.astype(np.float64), inp.include_drop.astype(np.float64)
+    u_s, o_s = _suffix_sums(units, inc_s), _suffix_sums(orders, inc_s)
+    e_s = (exp_day * (inc_s[:, None, :] * last_k)).sum(axis=2)
+    m_s = (med_day * (inc_s[:, None, :] * last_k)).sum(axis=2)
+    obs_s = [obs_orders_today[:, None], o_s]
+    exp_s = [exp_orders_today[:, None], e_s]
+    gate_s = [((obs_units_today > median_today) & (obs_units_today >= th.min_units))[:, None],
+              (u_s > m_s) & (u_s >= th.min_units)]
     if inp.recent_orders is not None and inp.recent_units is not None and inp.recent_share is not None:
-        r_share = np.clip(np.asarray(inp.recent_share, dtype=np.float64), 0.0, 1.0)
-        exp_r = r_share * today_mean * opu * level[:, -1]
-        gate_r = (inp.recent_units > r_share * inp.today[:, mid]) & (inp.recent_units >= th.min_units) & mature
-        surge_recent = np.where(gate_r, anscombe_z(np.asarray(inp.recent_orders, np.float64), exp_r), -np.inf)
-        surge_ratio = np.where(surge_recent > surge, inp.recent_orders / np.maximum(exp_r, 1e-9), surge_ratio)
-        surge = np.maximum(surge, surge_recent)
+        r_share = np.clip(_as_columns(inp.recent_share, n), 0.0, 1.0)
+        r_units, r_orders = _as_columns(inp.recent_units, n), _as_columns(inp.recent_orders, n)
+        obs_s.append(r_orders)
+        exp_s.append(r_share * (today_mean * opu * level[:, -1])[:, None])
+        gate_s.append((r_units > r_share * inp.today[:, mid : mid + 1]) & (r_units >= th.min_units))
+    obs_all, exp_all = np.concatenate(obs_s, axis=1), np.concatenate(exp_s, axis=1)
+    surge, col = _best(z_up(obs_all, exp_all), np.concatenate(gate_s, axis=1) & settled_s[:, None])
+    pick = col[:, None]
+    surge_ratio = (np.take_along_axis(obs_all, pick, axis=1) / np.maximum(np.take_along_axis(exp_all, pick, axis=1),
+                                                                           1e-9))[:, 0]
 
-    # Drop: the same two windows, fewer orders than expected.
-    _, o_d, e_d = _window_sums(inp, inp.include_drop, win_mean * opu[:, None] * level)
-    drop_today = np.where(mature & (exp_orders_today >= th.min_expected_orders), -z_today, -np.inf)
-    drop_win = np.where(mature & (e_d >= th.min_expected_orders), -anscombe_z(o_d, e_d), -np.inf)
-    use_win_d = drop_win > drop_today
-    drop = np.maximum(drop_today, drop_win)
-    drop_ratio = np.where(use_win_d, e_d / np.maximum(o_d, 0.5), exp_orders_today / np.maximum(obs_orders_today, 0.5))
+    # Drop: today and the last k window days, fewer orders than expected (no trailing hours: at a
+    # few order lines a day, a quiet hour is normal).
+    o_d, e_d = _suffix_sums(orders, inc_d), (exp_day * (inc_d[:, None, :] * last_k)).sum(axis=2)
+    obs_d = np.concatenate([obs_orders_today[:, None], o_d], axis=1)
+    exp_d = np.concatenate([exp_orders_today[:, None], e_d], axis=1)
+    drop, col_d = _best(z_down(obs_d, exp_d), (exp_d >= th.min_expected_orders) & settled_d[:, None])
+    pick = col_d[:, None]
+    drop_ratio = (np.take_along_axis(exp_d, pick, axis=1) / np.maximum(np.take_along_axis(obs_d, pick, axis=1),
+                                                                        0.5))[:, 0]
 
     return Scores(
         surge=surge,

@@ -273,3 +273,7 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+if __name__ == "__main__":  # `python -m worker.cli ...` as well as the `skucast` script
+    main()

@@ -60,6 +60,7 @@ def evaluate_alerts(
     cfg = EvalConfig(
         data_path=data, model_dir=model, top_n=top_n, eval_from=start.date(), eval_to=end.date(), seed=seed,
         false_alarm_rate=false_alarm_rate or s.alert_false_alarm_rate, window_days=s.alert_window_days,
+        recent_hours=s.alert_recent_hours, margin=s.alert_margin, settle_days=s.alert_settle_days,
         cooldown_hours=s.alert_cooldown_hours, tz=s.market_timezone, device="cpu",
     )
     cfg = _with_events(cfg, events)

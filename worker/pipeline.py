@@ -17,7 +17,15 @@ from typing import Protocol
 
 import numpy as np
 
-from model.detector import DetectorInputs, Thresholds, active_festivals, orders_per_unit, quantile_mean, score
+from model.detector import (
+    DetectorInputs,
+    Thresholds,
+    active_festivals,
+    orders_per_unit,
+    quantile_mean,
+    scan_hours,
+    score,
+)
 from streams.buckets import day_to_date
 from streams.contracts import AlertEvent, ForecastEvent, LateEvent, OrderEvent, check_forecast_values
 from streams.ingest import RawRecord, decode_orders
@@ -74,24 +82,32 @@ class Batch:
     known: np.ndarray
     """Rows the store knows (a SKU without metadata has no history to judge)."""
     recent_units: np.ndarray | None
-    """(n,) units of today's last few hours (zeros for quiet SKUs); ``None``: not scored."""
+    """(n, K) units of today's trailing-hour windows (zeros for quiet SKUs); ``None``: not scored."""
     recent_orders: np.ndarray | None
     recent_first_hour: np.ndarray | None
-    """(n,) local hour index the recent hours start at (never before today's midnight)."""
+    """(n, K) local hour index each recent window starts at (never before today's midnight)."""
 
     @classmethod
-    def of(cls, touched: DayWindows, quiet: DayWindows | None, idle: IdleChecks, hours: HourWindows | None) -> Batch:
+    def of(cls, touched: DayWindows, quiet: DayWindows | None, idle: IdleChecks, hours: HourWindows | None,
+           spans: tuple[int, ...] = ()) -> Batch:
+        """``spans``: the trailing-hour windows to sum (:func:`model.detector.scan_hours`); by default
+        one window as wide as ``hours``."""
         parts = [touched] + ([quiet] if quiet is not None else [])
         metas = [m for p in parts for m in p.meta]
         moment = [m.watermark_ts if m else 0.0 for m in touched.meta] + list(idle.ts)
         recent: tuple[np.ndarray | None, ...] = (None, None, None)
         if hours is not None:
-            k, pad = hours.units.shape[1], np.zeros(len(idle.skus))
+            k = hours.units.shape[1]
+            spans = spans or (k,)
+            pad = np.zeros((len(idle.skus), len(spans)))
             index = hours.end_hour[:, None] - k + 1 + np.arange(k)[None, :]
             today = index // 24 == (hours.end_hour // 24)[:, None]  # only today's hours count
-            first = np.maximum(hours.end_hour - k + 1, hours.end_hour // 24 * 24)
-            recent = (np.concatenate([(hours.units * today).sum(axis=1), pad]),
-                      np.concatenate([(hours.orders * today).sum(axis=1), pad]),
+            # (n, K): one column per window of the last ``span`` hours (never before midnight).
+            within = np.stack([today & (index > hours.end_hour[:, None] - span) for span in spans], axis=1)
+            midnight = hours.end_hour // 24 * 24
+            first = np.stack([np.maximum(hours.end_hour - span + 1, midnight) for span in spans], axis=1)
+            recent = (np.concatenate([(hours.units[:, None, :] * within).sum(axis=2), pad]),
+                      np.concatenate([(hours.orders[:, None, :] * within).sum(axis=2), pad]),
                       np.concatenate([first, pad.astype(np.int64)]))
         return cls(
             skus=[s for p in parts for s in p.skus],
@@ -226,11 +242,11 @@ class BatchProcessor:
             tracker.load(skus + idle.skus),
         )
         metrics.REDIS_SECONDS.labels("read").observe(time.perf_counter() - started)
-        batch = Batch.of(touched, quiet, idle, hours)
+        batch = Batch.of(touched, quiet, idle, hours, scan_hours(recent_hours))
         rows, ends = [batch.units[:, -1 - width : -1]], [batch.end_day - 1]
-        if w > 1:  # the window's own forecast, made before the window began
-            rows.append(batch.units[:, -w - width : -w])
-            ends.append(batch.end_day - w)
+        for k in range(2, w + 1):  # per trailing k days, the forecast made the day before them
+            rows.append(batch.units[:, -k - width : -k])
+            ends.append(batch.end_day - k)
         first_day = ctx.local(batch.first_seen).day
         history_days = np.clip(batch.end_day - first_day, 0, None)
         values, fallbacks = await self._predict(
@@ -239,8 +255,13 @@ class BatchProcessor:
         m = len(batch.skus)
         today_fc = values[:m]
         forecasts = self._forecast_events(touched, today_fc, fallbacks, history_days, model, now)
-        window_fc = values[m:, :w] if w > 1 else today_fc[:, :1]
-        alerts = self._alerts_of(batch, today_fc, window_fc, fallbacks[:m], history_days, known, model, th, now)
+        # windows[:, k - 1, w - k:]: the forecast of the last k days made before them (origin end_day - k).
+        windows = np.zeros((m, w, w, values.shape[-1]), dtype=values.dtype)
+        for k in range(1, w + 1):
+            windows[:, k - 1, w - k :] = values[(k - 1) * m : k * m, :k]
+        window_fc = windows[:, -1]
+        alerts = self._alerts_of(batch, today_fc, window_fc, fallbacks[:m], history_days, known, model, th, now,
+                                 windows)
         return forecasts, alerts
 
     async def _predict(self, model: Forecasts, keys: list[tuple[str, int]], history: np.ndarray,
@@ -287,7 +308,7 @@ class BatchProcessor:
 
     def _alerts_of(self, batch: Batch, today_fc: np.ndarray, window_fc: np.ndarray, fallbacks: list[str | None],
                    history_days: np.ndarray, known: list[SkuAlerts], model: Forecasts, th: Thresholds,
-                   now: datetime) -> list[AlertEvent]:
+                   now: datetime, windows: np.ndarray | None = None) -> list[AlertEvent]:
         """Nowcast, score and run the lifecycle for every row of the batch (vectorised)."""
         tracker, ctx = self._alerts, self._detect
         q = tuple(model.quantiles)
@@ -299,21 +320,26 @@ class BatchProcessor:
         win_days = at.day[:, None] + np.arange(-w + 1, 1)[None, :]
         level = ctx.market.level(batch.skus, win_days, share[:, None], at.day[:, None])
         include = np.ones((n, w), dtype=bool)
-        masks = {}
+        masks, since = {}, {}
         for kind in ("surge", "drop"):  # days an alert of the kind already reported stay out
             breach_day = np.array([k.states[kind].breach_day if kind in k.states else -(10**9) for k in known])
             masks[kind] = include & ((win_days > breach_day[:, None]) | (win_days == at.day[:, None]))
+            since[kind] = at.day - breach_day  # settle_days: the forecast still digests that alert
         recent: dict[str, np.ndarray] = {}
         if batch.recent_first_hour is not None and batch.recent_units is not None and batch.recent_orders is not None:
-            start = ctx.share(batch.categories, LocalMoment(at.day, batch.recent_first_hour, np.zeros(n)))
+            firsts = batch.recent_first_hour
+            start = np.stack([ctx.share(batch.categories, LocalMoment(at.day, firsts[:, j], np.zeros(n)))
+                              for j in range(firsts.shape[1])], axis=1)
             recent = {"recent_units": batch.recent_units, "recent_orders": batch.recent_orders,
-                      "recent_share": np.where(batch.recent_first_hour > 0, share - start, 0.0)}
+                      "recent_share": np.where(firsts > 0, share[:, None] - start, 0.0)}
         scores = score(DetectorInputs(q, today_fc[:, 0], window_fc, batch.units[:, -w:], batch.orders[:, -w:],
                                       masks["surge"], masks["drop"], opu, share, **recent,
-                                      history_days=history_days, level=level), th)
+                                      history_days=history_days, windows=windows, level=level,
+                                      since_surge=since["surge"], since_drop=since["drop"]), th)
         expected_orders = quantile_mean(today_fc, q) * opu[:, None]
         ctx.market.update(batch.skus, at.day, expected_orders, batch.orders[:, -1])
-        ctx.watch(batch.skus, expected_orders[:, 0] >= th.min_expected_orders)
+        # A drop may be judged over the last W days: watch SKUs expecting enough lines over those.
+        ctx.watch(batch.skus, expected_orders[:, 0] * w >= th.min_expected_orders)
         mid = int(np.argmin(np.abs(np.asarray(q) - 0.5)))
         festivals = tuple(getattr(getattr(model, "spec", None), "festivals", ()) or ())
         context = Context(

@@ -96,10 +96,14 @@ class Settings(BaseSettings):
     """Surge threshold (z of order lines) when the model has no calibrated thresholds."""
     alert_drop_z: float = Field(5.0, gt=0, le=100)
     """Drop threshold when the model has no calibrated thresholds."""
-    alert_window_days: int = Field(1, ge=1, le=7)
-    """Days the detector sums (today + earlier ones), when not calibrated."""
-    alert_recent_hours: int = Field(2, ge=0, le=24)
-    """The last this-many hours of today are also scored on their own (0 = off), when not calibrated."""
+    alert_window_days: int = Field(2, ge=1, le=7)
+    """Days the detector scans (the last 1..W, each against the forecast made before them), when not calibrated."""
+    alert_recent_hours: int = Field(6, ge=0, le=24)
+    """Today's trailing hours (1, 2, 3, 6 .. up to this many) are also scored alone (0 = off), when not calibrated."""
+    alert_margin: float = Field(1.2, ge=1.0, le=10.0)
+    """Forecast error forgiven: surges are judged against expected x this, drops against expected / this."""
+    alert_settle_days: int = Field(14, ge=0, le=90)
+    """Days after a surge (drop) alert during which no drop (surge) is scored: the forecast still digests it."""
     alert_min_history_days: int = Field(28, ge=0, le=400)
     """No alerts for a SKU with less history (a new product's ramp-up is not a surge)."""
     alert_min_expected_orders: float = Field(6.0, ge=0, le=10_000)

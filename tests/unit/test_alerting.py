@@ -110,10 +110,13 @@ def test_cold_start_rows_never_alert() -> None:
 def test_thresholds_from_settings_and_the_calibrated_file(tmp_path: Path) -> None:
     s = Settings(alert_surge_z=3.3, alert_cooldown_hours=2, alert_resolve_z=1.5, model_dir=tmp_path)
     plain = thresholds_for(s)
-    assert (plain.surge, plain.resolve, plain.window_days) == (3.3, 1.5, 1)
+    assert (plain.surge, plain.resolve, plain.window_days) == (3.3, 1.5, 2)
+    assert (plain.recent_hours, plain.margin, plain.settle_days) == (6, 1.2, 14)
     save_thresholds(tmp_path, "v9", replace(Thresholds(), surge=4.75, drop=6.0, window_days=2,
                                             calibration={"sku_days": 123}))
     calibrated = thresholds_for(s, tmp_path, "v9")
     assert (calibrated.surge, calibrated.drop, calibrated.window_days) == (4.75, 6.0, 2)
     assert calibrated.resolve == 1.5 and calibrated.calibration == {"sku_days": 123}
+    # A file calibrated before margin / settle_days existed keeps the scoring it was calibrated with.
+    assert (calibrated.margin, calibrated.settle_days) == (1.0, 0)
     assert thresholds_for(s, tmp_path, "unknown") == plain

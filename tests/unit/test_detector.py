@@ -21,6 +21,7 @@ from model.detector import (
     orders_per_unit,
     quantile_mean,
     save_thresholds,
+    scan_hours,
     score,
     search_threshold,
     severity,
@@ -170,3 +171,53 @@ def test_active_festival_of_a_day() -> None:
     assert names[0] == "christmas" and names[1] == "christmas (lead-in)" and names[2] == "black_friday"
     assert names[3] is None
     assert active_festivals(days[:1], ()) == [None]
+
+
+def test_a_slow_surge_is_caught_by_the_multi_day_window_against_the_forecast_made_before_it() -> None:
+    # ~11.5 lines a day expected (0.1 lines/unit); three days at 2x each.
+    th = replace(Thresholds(), window_days=3)
+    fc = [[50.0, 100.0, 180.0]]
+    units, orders = [[200.0, 200.0, 200.0]], [[23.0, 23.0, 23.0]]
+    s = score(inputs(fc, units, orders, opu=0.1), th)
+    assert s.z_today[0] < th.surge < s.surge[0]  # no single day breaches, the three days do
+    # Judged against forecasts that already learned the 2x, there is no surge.
+    learned = np.repeat(np.asarray(fc)[:, None, None, :] * 2.0, 3, axis=1)
+    learned = np.repeat(learned, 3, axis=2)
+    assert score(inputs(fc, units, orders, opu=0.1, windows=learned), th).surge[0] < th.surge
+
+
+def test_a_silent_sku_is_a_drop_over_days_against_the_forecast_made_before_the_silence() -> None:
+    th = replace(Thresholds(), window_days=3, min_expected_orders=6.0)
+    fc = [[20.0, 40.0, 80.0]]  # ~4.6 lines a day at 0.1 lines/unit
+    silent = score(inputs(fc, [[0.0, 0.0, 0.0]], [[0.0, 0.0, 0.0]], opu=0.1), th)
+    one_day = score(inputs(fc, [[40.0, 40.0, 0.0]], [[4.0, 5.0, 0.0]], opu=0.1), th)
+    assert one_day.drop[0] < th.drop < silent.drop[0]
+    # Right after a surge alert the forecast is inflated: no drop is scored while it settles.
+    settle = replace(th, settle_days=14)
+    after = inputs(fc, [[0.0, 0.0, 0.0]], [[0.0, 0.0, 0.0]], opu=0.1, since_surge=np.array([3]))
+    assert score(after, settle).drop[0] == -np.inf and score(after, th).drop[0] > th.drop
+
+
+def test_trailing_hour_windows_are_scored_each_against_their_own_hours() -> None:
+    th = replace(Thresholds(), recent_hours=6, min_units=20.0)
+    fc = [[50.0, 100.0, 180.0]]
+    # A burst in the last hour (12 lines where ~0.6 were expected); the 6 h window dilutes it.
+    recent = {"recent_units": np.array([[120.0, 125.0, 130.0, 140.0]]),
+              "recent_orders": np.array([[12.0, 12.5, 13.0, 14.0]]),
+              "recent_share": np.array([[0.05, 0.1, 0.15, 0.6]])}
+    s = score(inputs(fc, [[140.0]], [[14.0]], share=0.8, opu=0.1, **recent), th)  # type: ignore[arg-type]
+    only_6h = {k: v[:, -1:] for k, v in recent.items()}
+    s6 = score(inputs(fc, [[140.0]], [[14.0]], share=0.8, opu=0.1, **only_6h), th)  # type: ignore[arg-type]
+    assert s.surge[0] > s6.surge[0] + 2 and s.surge[0] > th.surge
+    assert scan_hours(th.recent_hours) == (1, 2, 3, 6)
+
+
+def test_the_margin_forgives_forecast_error_but_not_silence() -> None:
+    plain, margin = Thresholds(), replace(Thresholds(), margin=1.3)
+    fc = [[50.0, 100.0, 180.0]] * 2  # ~11.5 lines a day at 0.1 lines/unit
+    s_plain = score(inputs(fc, [[150.0], [0.0]], [[15.0], [0.0]], opu=0.1), plain)
+    s_margin = score(inputs(fc, [[150.0], [0.0]], [[15.0], [0.0]], opu=0.1), margin)
+    assert s_margin.surge[0] < s_plain.surge[0]  # 1.3x: within the margin
+    assert s_plain.drop[1] > s_margin.drop[1] > plain.drop  # a silent day still counts
+    with pytest.raises(ValueError):
+        Thresholds.from_dict({"margin": 0.5})
