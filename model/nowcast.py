@@ -199,8 +199,10 @@ class MarketLevel:
         self.prior = prior
         self.max_skus = max_skus
         self.keep_days = keep_days
-        self._expected: dict[str, tuple[int, array[float]]] = {}
-        self._observed: dict[str, dict[int, float]] = {}
+        # Per SKU one float32 array (a dict of dicts cost ~650 bytes a SKU, this ~260):
+        # [forecast start day, expected lines of each forecast day..., last observed day,
+        #  observed lines of the keep_days days up to it, slot = day % keep_days]
+        self._rows: dict[str, array[float]] = {}
         self._exp_total: dict[int, float] = {}
         self._obs_total: dict[int, float] = {}
 
@@ -208,34 +210,48 @@ class MarketLevel:
                observed_today: np.ndarray) -> None:
         """Per SKU: the forecast's expected order lines for days ``start_day ..`` (n, H), and the
         order lines counted so far on ``start_day`` (its today). Earlier days keep what they had."""
-        if len(self._expected) > self.max_skus:
-            self._expected.clear()  # bounded memory: forget the SKUs, keep the day totals
-            self._observed.clear()
+        if len(self._rows) > self.max_skus:
+            self._rows.clear()  # bounded memory: forget the SKUs, keep the day totals
+        keep = self.keep_days
+        exp32 = np.asarray(expected, dtype=np.float32)
+        obs32 = np.asarray(observed_today, dtype=np.float32)
         for i, sku in enumerate(skus):
-            day = int(start_day[i])
-            old = self._expected.get(sku)
+            day, h = int(start_day[i]), exp32.shape[1]
+            counts = [0.0] * keep
+            last_obs = day
+            old = self._rows.get(sku)
             if old is not None:
-                for k, v in enumerate(old[1]):
-                    if old[0] + k >= day:
-                        self._exp_total[old[0] + k] = self._exp_total.get(old[0] + k, 0.0) - float(v)
-            row = array("f", np.asarray(expected[i], dtype=np.float32).tobytes())  # ~4x smaller than an ndarray
-            self._expected[sku] = (day, row)
-            for k, v in enumerate(row):
-                self._exp_total[day + k] = self._exp_total.get(day + k, 0.0) + float(v)
-            counts = self._observed.setdefault(sku, {})
-            self._obs_total[day] = self._obs_total.get(day, 0.0) - counts.get(day, 0.0) + float(observed_today[i])
-            counts[day] = float(observed_today[i])
-            for d in [d for d in counts if d <= day - self.keep_days]:
-                del counts[d]
+                old_day, old_h = int(old[0]), len(old) - 2 - keep
+                for k in range(old_h):
+                    if old_day + k >= day:
+                        self._exp_total[old_day + k] = self._exp_total.get(old_day + k, 0.0) - old[1 + k]
+                last_obs, counts = int(old[1 + old_h]), list(old[2 + old_h :])
+            for k in range(h):
+                self._exp_total[day + k] = self._exp_total.get(day + k, 0.0) + float(exp32[i, k])
+            if day > last_obs:  # days that left the window since: their slots start again at 0
+                for d in range(max(last_obs + 1, day - keep + 1), day + 1):
+                    counts[d % keep] = 0.0
+                last_obs = day
+            if day > last_obs - keep:  # (a day older than the window is not kept)
+                value = float(obs32[i])
+                self._obs_total[day] = self._obs_total.get(day, 0.0) - counts[day % keep] + value
+                counts[day % keep] = value
+            self._rows[sku] = array("f", [float(day), *exp32[i].tolist(), float(last_obs), *counts])
         newest = max(self._obs_total, default=0)
         for totals in (self._exp_total, self._obs_total):
             for d in [d for d in totals if d < newest - 31]:
                 del totals[d]
 
     def _own(self, sku: str, day: int) -> tuple[float, float]:
-        exp = self._expected.get(sku)
-        own_exp = float(exp[1][day - exp[0]]) if exp is not None and 0 <= day - exp[0] < len(exp[1]) else 0.0
-        return self._observed.get(sku, {}).get(day, 0.0), own_exp
+        row = self._rows.get(sku)
+        if row is None:
+            return 0.0, 0.0
+        keep = self.keep_days
+        h = len(row) - 2 - keep
+        start, last_obs = int(row[0]), int(row[1 + h])
+        own_exp = row[1 + day - start] if 0 <= day - start < h else 0.0
+        own_obs = row[2 + h + day % keep] if last_obs - keep < day <= last_obs else 0.0
+        return own_obs, own_exp
 
     def level(self, skus: Sequence[str], days: np.ndarray, share_of_today: np.ndarray,
               today: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@
 A published forecast reads history up to *yesterday* (see :mod:`worker.pipeline`), so every batch
 of a day that touches a SKU would otherwise recompute the very same numbers. The memo keeps, per
 row key (SKU and row kind), the last output with a fingerprint of everything the model saw: the
-model version, the row's end day, its history-days clip, and a blake2b digest of the history row.
+model version, the row's end day, its history-days clip and the history row, as one blake2b digest.
 Any change — a new day, a late event that rewrites a past bucket, a hot-reloaded model — misses
 and is recomputed; the output is bit-identical to a fresh call either way.
 
@@ -31,15 +31,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-Fingerprint = tuple[str, int, int, bytes]
-
 
 @dataclass
 class Lookup:
     """One batch's rows: outputs of the rows found, and what the model still has to compute."""
 
     keys: list[Hashable]
-    fingerprints: list[Fingerprint]
+    fingerprints: list[bytes]
     found: dict[int, tuple[np.ndarray, str | None]]
     """Row index -> (output (H, Q), fallback note) for the rows whose inputs are unchanged."""
     missing: np.ndarray
@@ -51,7 +49,8 @@ class ForecastMemo:
         if max_rows < 0:
             raise ValueError("max_rows must be >= 0 (0 turns the memo off)")
         self._max = max_rows
-        self._rows: OrderedDict[Hashable, tuple[Fingerprint, np.ndarray, str | None]] = OrderedDict()
+        # key -> (fingerprint, output as float32 bytes, fallback note): ~0.4 KB a row
+        self._rows: OrderedDict[Hashable, tuple[bytes, bytes, str | None]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -60,15 +59,17 @@ class ForecastMemo:
                history_days: np.ndarray) -> Lookup:
         """Split a batch's rows into those already computed with the same inputs and the rest."""
         rows = np.ascontiguousarray(history, dtype=np.float32)
-        prints = [(version, int(e), int(d), hashlib.blake2b(r.tobytes(), digest_size=16).digest())
-                  for r, e, d in zip(rows, np.asarray(end_day).tolist(), np.asarray(history_days).tolist(),
-                                     strict=True)]
+        # One digest of everything the model sees for the row (int64 end day and clip first).
+        head = np.stack([np.asarray(end_day, dtype=np.int64), np.asarray(history_days, dtype=np.int64)], axis=1)
+        salt = version.encode()
+        prints = [hashlib.blake2b(salt + h.tobytes() + r.tobytes(), digest_size=16).digest()
+                  for h, r in zip(head, rows, strict=True)]
         found: dict[int, tuple[np.ndarray, str | None]] = {}
         if self._max:
             for i, (key, fp) in enumerate(zip(keys, prints, strict=True)):
                 hit = self._rows.get(key)
                 if hit is not None and hit[0] == fp:
-                    found[i] = (hit[1], hit[2])
+                    found[i] = (np.frombuffer(hit[1], dtype=np.float32), hit[2])
                     self._rows.move_to_end(key)
         missing = np.array([i for i in range(len(prints)) if i not in found], dtype=np.int64)
         return Lookup(list(keys), prints, found, missing)
@@ -79,7 +80,7 @@ class ForecastMemo:
             return
         for j, i in enumerate(lookup.missing.tolist()):
             key = lookup.keys[i]
-            self._rows[key] = (lookup.fingerprints[i], values[j].copy(), fallbacks[j])
+            self._rows[key] = (lookup.fingerprints[i], np.asarray(values[j], dtype=np.float32).tobytes(), fallbacks[j])
             self._rows.move_to_end(key)
         while len(self._rows) > self._max:
             self._rows.popitem(last=False)
@@ -91,7 +92,7 @@ class ForecastMemo:
         out = np.empty((n, *shape), dtype=np.float32)
         notes: list[str | None] = [None] * n
         for i, (v, note) in lookup.found.items():
-            out[i], notes[i] = v, note
+            out[i], notes[i] = v.reshape(shape), note
         if lookup.missing.size:
             out[lookup.missing] = values
             for j, i in enumerate(lookup.missing.tolist()):

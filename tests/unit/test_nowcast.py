@@ -108,3 +108,21 @@ def test_market_level_leaves_the_sku_out_and_replaces_its_counts() -> None:
     # A new forecast on the next day keeps yesterday's totals.
     level.update(["a"], np.array([101]), np.array([[10.0, 10.0]]), np.array([1.0]))
     assert level.level(["b"], np.array([[100]]), np.ones((1, 1)), np.array([[101]]))[0, 0] == pytest.approx(2.5)
+
+
+def test_market_level_keeps_each_skus_last_days_and_the_totals_exact() -> None:
+    level = MarketLevel(prior=0.0, keep_days=3)
+    # Day by day, a and b sell 1, 2, 3, ... lines; each update replaces that day's count.
+    for day in range(100, 106):
+        for sku, k in (("a", 1.0), ("b", 10.0)):
+            level.update([sku], np.array([day]), np.array([[20.0, 20.0]]), np.array([k * (day - 99)]))
+            level.update([sku], np.array([day]), np.array([[20.0, 20.0]]), np.array([k * (day - 99) + 1]))
+    assert level._own("a", 105) == (7.0, 20.0)
+    assert level._own("a", 103) == (5.0, 0.0)  # inside the 3 kept days; that forecast was replaced
+    assert level._own("a", 102) == (0.0, 0.0)  # left the window
+    # The day totals are the sums of the final counts; a SKU's own share is left out.
+    assert level._obs_total[105] == 7.0 + 61.0 and level._obs_total[101] == 3.0 + 21.0
+    assert level.level(["a"], np.array([[105]]), np.ones((1, 1)), np.array([[106]]))[0, 0] == pytest.approx(61.0 / 20.0)
+    # A late update for a day before the window changes nothing.
+    level.update(["a"], np.array([101]), np.array([[20.0, 20.0]]), np.array([99.0]))
+    assert level._obs_total[101] == 24.0 and level._own("a", 105) == (7.0, 0.0)
