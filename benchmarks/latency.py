@@ -161,10 +161,14 @@ def worker_stats(worker: Any) -> dict[str, float]:
     """Histogram sums and counts of the worker's stages, its CPU seconds, and the time."""
     text = worker.metrics()
     out = {"t": time.perf_counter(), "cpu_s": cpu_seconds(worker_pid(worker)), "redis_cpu_s": redis_cpu()}
-    for name in ("skucast_batch_events", "skucast_redis_seconds", "skucast_inference_seconds"):
+    for name in ("skucast_batch_events", "skucast_batch_seconds", "skucast_redis_seconds",
+                 "skucast_inference_seconds"):
         out[f"{name}_sum"] = metric_value(text, f"{name}_sum")
         out[f"{name}_count"] = metric_value(text, f"{name}_count")
     out["forecasts"] = metric_value(text, "skucast_forecasts_emitted_total")
+    slow = 'skucast_batch_seconds_bucket{le="0.05"} '
+    out["batches_within_50ms"] = next((float(line[len(slow):]) for line in text.splitlines()
+                                       if line.startswith(slow)), 0.0)
     return out
 
 
@@ -176,7 +180,10 @@ def stage_means(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
 
     span = b["t"] - a["t"]
     return {"batches": b["skucast_batch_events_count"] - a["skucast_batch_events_count"],
-            "mean_batch_events": mean("skucast_batch_events"), "mean_redis_op_ms": mean("skucast_redis_seconds") * 1e3,
+            "mean_batch_events": mean("skucast_batch_events"), "mean_batch_ms": mean("skucast_batch_seconds") * 1e3,
+            "batches_over_50ms": (b["skucast_batch_seconds_count"] - a["skucast_batch_seconds_count"])
+            - (b["batches_within_50ms"] - a["batches_within_50ms"]),
+            "mean_redis_op_ms": mean("skucast_redis_seconds") * 1e3,
             "mean_inference_ms": mean("skucast_inference_seconds") * 1e3,
             "forecasts_per_s": (b["forecasts"] - a["forecasts"]) / span,
             "worker_cpu_share": (b["cpu_s"] - a["cpu_s"]) / span,

@@ -15,6 +15,10 @@ ALERTS = Counter("skucast_alerts_total", "Alert events published", ["severity", 
 BATCH_SIZE = Histogram(
     "skucast_batch_events", "Events per micro-batch", buckets=(1, 8, 64, 256, 1024, 4096, 16384)
 )
+BATCH_SECONDS = Histogram(
+    "skucast_batch_seconds", "Micro-batch processing time, decode to delivered outputs",
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0),
+)
 REDIS_SECONDS = Histogram("skucast_redis_seconds", "Window store round trips", ["op"])
 INFERENCE_SECONDS = Histogram("skucast_inference_seconds", "Batched model calls")
 FORECAST_MEMO_HITS = Counter("skucast_forecast_memo_hits_total", "Forecast rows reused, inputs unchanged")

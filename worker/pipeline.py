@@ -180,6 +180,10 @@ class BatchProcessor:
             self._alerts.thresholds = thresholds
 
     async def process(self, records: Sequence[RawRecord]) -> BatchOutcome:
+        with metrics.BATCH_SECONDS.time():
+            return await self._process(records)
+
+    async def _process(self, records: Sequence[RawRecord]) -> BatchOutcome:
         now = self._clock()
         metrics.EVENTS_CONSUMED.inc(len(records))
         metrics.BATCH_SIZE.observe(len(records))
