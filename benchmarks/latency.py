@@ -211,8 +211,9 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
     extra_env = dict(kv.split("=", 1) for kv in args.env)
     phases, surge = [], {}
     worker = start_worker(name, model_dir(args.model_dir), log_dir, **extra_env)
-    profiler = start_profiler(worker_pid(worker), args.profile) if args.profile else None
+    profiler = None
     try:
+        profiler = start_profiler(worker_pid(worker), args.profile) if args.profile else None
         reader.start()
         if not reader.assigned.wait(60):
             raise RuntimeError("the output reader got no partitions")

@@ -151,8 +151,8 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
         produced, produce_s = produce_all(topic, replicate(mix, n, end_ts=time.time() - 3600))
         before = raw_consume(topic, produced)
         worker = start_worker(name, models, log_dir, **extra_env)
-        profiler = start_profiler(worker_pid(worker), args.profile) if args.profile else None
         try:
+            profiler = start_profiler(worker_pid(worker), args.profile) if args.profile else None
             samples = follow_worker(worker, produced, timeout_s=args.timeout)
             if profiler is not None:
                 profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT

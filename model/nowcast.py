@@ -214,9 +214,11 @@ class MarketLevel:
             self._rows.clear()  # bounded memory: forget the SKUs, keep the day totals
         keep = self.keep_days
         exp32 = np.asarray(expected, dtype=np.float32)
-        obs32 = np.asarray(observed_today, dtype=np.float32)
+        # Python lists once per batch: element access on numpy arrays costs more than the maths.
+        exp_rows, obs_list = exp32.tolist(), np.asarray(observed_today, dtype=np.float32).tolist()
+        days_list, h = np.asarray(start_day, dtype=np.int64).tolist(), exp32.shape[1]
         for i, sku in enumerate(skus):
-            day, h = int(start_day[i]), exp32.shape[1]
+            day, row = days_list[i], exp_rows[i]
             counts = [0.0] * keep
             last_obs = day
             old = self._rows.get(sku)
@@ -227,16 +229,16 @@ class MarketLevel:
                         self._exp_total[old_day + k] = self._exp_total.get(old_day + k, 0.0) - old[1 + k]
                 last_obs, counts = int(old[1 + old_h]), list(old[2 + old_h :])
             for k in range(h):
-                self._exp_total[day + k] = self._exp_total.get(day + k, 0.0) + float(exp32[i, k])
+                self._exp_total[day + k] = self._exp_total.get(day + k, 0.0) + row[k]
             if day > last_obs:  # days that left the window since: their slots start again at 0
                 for d in range(max(last_obs + 1, day - keep + 1), day + 1):
                     counts[d % keep] = 0.0
                 last_obs = day
             if day > last_obs - keep:  # (a day older than the window is not kept)
-                value = float(obs32[i])
+                value = obs_list[i]
                 self._obs_total[day] = self._obs_total.get(day, 0.0) - counts[day % keep] + value
                 counts[day % keep] = value
-            self._rows[sku] = array("f", [float(day), *exp32[i].tolist(), float(last_obs), *counts])
+            self._rows[sku] = array("f", [float(day), *row, float(last_obs), *counts])
         newest = max(self._obs_total, default=0)
         for totals in (self._exp_total, self._obs_total):
             for d in [d for d in totals if d < newest - 31]:

@@ -27,6 +27,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from model.predictor import Forecaster
 from streams.ingest import RawRecord
+from streams.redis_scripts import pack_with_hiredis
 from streams.redis_window_store import RedisWindowStore
 from streams.topics import ALERTS, FORECASTS, ORDERS_DLQ, ORDERS_LATE
 from worker import metrics
@@ -48,7 +49,8 @@ def redis_client(settings: Settings) -> aioredis.Redis:
     # Two quick in-client retries ride out a blip; an outage reaches process_with_retry at once,
     # which logs it and backs off (redis-py's default retries take seconds before it surfaces).
     retry = Retry(ExponentialBackoff(cap=0.2, base=0.02), 2)
-    return aioredis.Redis(**redis_kwargs(settings), socket_timeout=10, socket_connect_timeout=5, retry=retry)
+    client = aioredis.Redis(**redis_kwargs(settings), socket_timeout=10, socket_connect_timeout=5, retry=retry)
+    return pack_with_hiredis(client)
 
 
 def window_store(settings: Settings, client: Any) -> RedisWindowStore:

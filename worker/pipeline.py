@@ -287,6 +287,7 @@ class BatchProcessor:
                          history_days: np.ndarray, model: Forecasts, now: datetime) -> list[ForecastEvent]:
         rounded = np.round(values[: len(windows.skus)].astype(np.float64), 3)
         check_forecast_values(rounded, model.horizon, len(model.quantiles))
+        rows = rounded.tolist()  # one C call for the batch, not one per SKU
         out: list[ForecastEvent] = []
         for i, sku in enumerate(windows.skus):
             meta = windows.meta[i]
@@ -302,7 +303,7 @@ class BatchProcessor:
                     start_date=day_to_date(int(windows.end_day[i])),
                     horizon=model.horizon,
                     quantiles=list(model.quantiles),
-                    values=rounded[i].tolist(),
+                    values=rows[i],
                     model_version=model.version,
                     history_days=int(history_days[i]),
                     fallback=fallbacks[i],

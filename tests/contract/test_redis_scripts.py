@@ -52,3 +52,35 @@ def test_slot_groups_one_slot_per_call_on_a_cluster() -> None:
         assert len(g) <= 4
         assert len({key_slot(sku_tag(SKUS[i]).encode()) for i in g}) == 1
     assert slot_groups(SKUS, cluster=False, per_call=256) == [list(range(256)), list(range(256, len(SKUS)))]
+
+
+def test_hiredis_packing_sends_the_same_bytes_and_works_on_a_server(backend: Backend) -> None:
+    import redis.asyncio as aioredis
+    from redis.asyncio.connection import Connection
+
+    from streams.redis_scripts import pack_with_hiredis
+
+    plain = Connection()
+    args = ("EVALSHA", "abc", 2, b"k{1}", "ünï", 1.5, 10**20, memoryview(b"xy"))
+    packed = pack_with_hiredis(aioredis.Redis()).connection_pool.connection_class()
+    assert b"".join(bytes(p) for p in packed.pack_command(*args)) == b"".join(
+        bytes(p) for p in plain.pack_command(*args))
+    assert packed.pack_command("CONFIG GET", "maxmemory") == plain.pack_command("CONFIG GET", "maxmemory")
+    if backend.name == "cluster":
+        return  # the worker's own client is a standalone one
+
+    async def body(store: Any, client: Any) -> None:
+        fast = pack_with_hiredis(aioredis.Redis(host=backend.address.split(":")[0],
+                                                port=int(backend.address.split(":")[1])))
+        try:
+            key = f"{store.prefix}:packed"
+            await fast.set(key, "välue", ex=60)
+            assert await fast.get(key) == "välue".encode()
+            pipe = fast.pipeline(transaction=False)
+            pipe.incrbyfloat(f"{key}:n", 1.5).hset(f"{key}:h", mapping={"a": 1}).hmget(f"{key}:h", ["a", "b"])
+            assert await pipe.execute() == [1.5, 1, [b"1", None]]
+            await fast.delete(key, f"{key}:n", f"{key}:h")
+        finally:
+            await fast.aclose()
+
+    backend.run(body)
