@@ -266,7 +266,7 @@ def _best(z: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row the largest ``z`` over the columns where ``ok`` holds (−inf: none), and its column."""
     gated = np.where(ok, z, -np.inf)
     col = np.argmax(gated, axis=1)
-    return np.take_along_axis(gated, col[:, None], axis=1)[:, 0], col
+    return gated[np.arange(len(col)), col], col  # (plain indexing: take_along_axis costs ~0.5 ms a call)
 
 
 def score(inp: DetectorInputs, th: Thresholds) -> Scores:
@@ -328,9 +328,8 @@ def score(inp: DetectorInputs, th: Thresholds) -> Scores:
         gate_s.append((r_units > r_share * inp.today[:, mid : mid + 1]) & (r_units >= th.min_units))
     obs_all, exp_all = np.concatenate(obs_s, axis=1), np.concatenate(exp_s, axis=1)
     surge, col = _best(z_up(obs_all, exp_all), np.concatenate(gate_s, axis=1) & settled_s[:, None])
-    pick = col[:, None]
-    surge_ratio = (np.take_along_axis(obs_all, pick, axis=1) / np.maximum(np.take_along_axis(exp_all, pick, axis=1),
-                                                                           1e-9))[:, 0]
+    rows = np.arange(len(col))
+    surge_ratio = obs_all[rows, col] / np.maximum(exp_all[rows, col], 1e-9)
 
     # Drop: today and the last k window days, fewer orders than expected (no trailing hours: at a
     # few order lines a day, a quiet hour is normal).
@@ -338,9 +337,7 @@ def score(inp: DetectorInputs, th: Thresholds) -> Scores:
     obs_d = np.concatenate([obs_orders_today[:, None], o_d], axis=1)
     exp_d = np.concatenate([exp_orders_today[:, None], e_d], axis=1)
     drop, col_d = _best(z_down(obs_d, exp_d), (exp_d >= th.min_expected_orders) & settled_d[:, None])
-    pick = col_d[:, None]
-    drop_ratio = (np.take_along_axis(exp_d, pick, axis=1) / np.maximum(np.take_along_axis(obs_d, pick, axis=1),
-                                                                        0.5))[:, 0]
+    drop_ratio = exp_d[rows, col_d] / np.maximum(obs_d[rows, col_d], 0.5)
 
     return Scores(
         surge=surge,
