@@ -127,7 +127,14 @@ def build_app(settings: Settings, forecaster: Forecaster) -> faust.App:
     async def handle(records: list[RawRecord]) -> None:
         await process_with_retry(processor, records, settings)
 
-    orders = OrdersConsumer(settings, handle, emitter)
+    async def flush_deferred() -> None:
+        try:
+            await processor.flush_deferred()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            # They stay deferred (and their offsets held): the next idle poll tries again.
+            log.warning("deferred forecasts not sent, Redis at %s unavailable (%s)", settings.redis_address, exc)
+
+    orders = OrdersConsumer(settings, handle, emitter, hold=processor.commit_hold, on_idle=flush_deferred)
     app.service(orders)  # type: ignore[arg-type]  # instances work too
 
     @app.page("/metrics")

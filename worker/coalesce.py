@@ -22,7 +22,7 @@ Example::
     []
     >>> c.hold(), c.due(now=1.0)
     ({0: 11}, ['A'])
-    >>> c.hold()
+    >>> c.forecasted(['A'], now=1.0); c.hold()
     {}
 """
 
@@ -62,12 +62,17 @@ class ForecastCoalescer:
         return sorted(chosen)
 
     def due(self, now: float) -> list[str]:
-        """Deferred SKUs whose interval has passed (for an idle tick: the stream may have stopped)."""
-        chosen = [s for s in self._deferred if now - self._last.get(s, -self.min_interval_s) >= self.min_interval_s]
-        for sku in chosen:
-            del self._deferred[sku]
-        self._mark(chosen, now)
-        return sorted(chosen)
+        """Deferred SKUs whose interval has passed (for an idle tick: the stream may have stopped).
+
+        They stay deferred, and their offsets held, until :meth:`forecasted` says they went out."""
+        return sorted(s for s in self._deferred if now - self._last.get(s, -self.min_interval_s) >= self.min_interval_s)
+
+    def forecasted(self, skus: Iterable[str], now: float) -> None:
+        """``skus`` (from :meth:`due`) were forecast and delivered: release them."""
+        skus = list(skus)
+        for sku in skus:
+            self._deferred.pop(sku, None)
+        self._mark(skus, now)
 
     def hold(self) -> dict[int, int]:
         """Per partition, the lowest offset whose SKU's forecast is deferred: commit below it only."""

@@ -32,6 +32,7 @@ from streams.ingest import RawRecord, decode_orders
 from streams.window_store import DayWindows, HourWindows, OrderUpdate, WindowStore, updates_from_orders
 from worker import metrics
 from worker.alerting import AlertStates, AlertTracker, Context, MemoryAlertStates, SkuAlerts, thresholds_for
+from worker.coalesce import ForecastCoalescer, first_positions
 from worker.detection import DetectionContext, IdleChecks, LocalMoment
 from worker.emitter import Emitter
 from worker.forecast_memo import ForecastMemo
@@ -164,6 +165,7 @@ class BatchProcessor:
         # One inference thread: the event loop keeps consuming while the model runs.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skucast-infer")
         self._memo = ForecastMemo(settings.forecast_memo_rows)
+        self._coalescer = ForecastCoalescer(settings.forecast_min_interval_s, settings.forecast_heavy_batch_events)
 
     @property
     def model(self) -> Forecasts:
@@ -209,8 +211,11 @@ class BatchProcessor:
         ]
         late_set = {(u.partition, u.offset) for u in result.late}
         # Every SKU in the batch, not only those with newly applied events: after a crash the
-        # redelivered (fenced) events' forecast may never have been published.
-        skus = sorted({u.sku for u in updates})
+        # redelivered (fenced) events' forecast may never have been published. Under heavy load
+        # a SKU forecast less than forecast_min_interval_s ago waits (worker/coalesce.py).
+        positions = first_positions([u.sku for u in updates], [u.partition for u in updates],
+                                    [u.offset for u in updates])
+        skus = self._coalescer.select(positions, len(records), time.monotonic())
         self._detect.observe([u for u in updates if (u.partition, u.offset) not in late_set])
         forecasts, alerts = await self._forecast(skus, now) if skus else ([], [])
         # The query API's copy is written while Kafka acknowledges: one wait, not two in a row.
@@ -219,6 +224,25 @@ class BatchProcessor:
         await self._alerts.commit()  # only once delivered: a crash re-sends, never loses, an alert
         self._count(result.applied, result.fenced, result.duplicates, decoded.dead, late, forecasts, alerts)
         return BatchOutcome(len(records), result.applied, len(decoded.dead), len(late), len(forecasts), len(alerts))
+
+    def commit_hold(self) -> dict[int, int]:
+        """Per partition, the offset not to commit past: orders whose SKU's forecast is deferred."""
+        return self._coalescer.hold()
+
+    async def flush_deferred(self) -> int:
+        """Forecast the deferred SKUs whose interval has passed (the consumer calls this when a
+        poll finds nothing: the stream may have stopped). Returns how many went out."""
+        skus = self._coalescer.due(time.monotonic())
+        if not skus:
+            return 0
+        now = self._clock()
+        forecasts, alerts = await self._forecast(skus, now)
+        await asyncio.gather(self._emitter.emit(forecasts, alerts, [], []),
+                             self._on_outputs(forecasts, alerts) if self._on_outputs is not None else _none())
+        await self._alerts.commit()
+        self._coalescer.forecasted(skus, time.monotonic())  # only now may their offsets be committed
+        self._count(0, 0, 0, [], [], forecasts, alerts)
+        return len(forecasts)
 
     def _late_event(self, u: OrderUpdate, order: OrderEvent, watermark_ts: float) -> LateEvent:
         return LateEvent(

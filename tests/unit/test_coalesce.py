@@ -39,7 +39,9 @@ def test_deferred_skus_are_forecast_by_a_later_batch_or_by_due() -> None:
     assert c.select({"C": (1, 9)}, batch_events=50, now=1.1) == ["A", "B", "C"]  # due, though absent
     c.select({"A": (0, 20)}, batch_events=50, now=1.2)
     assert c.hold() == {0: 20}
-    assert c.due(now=2.2) == ["A"] and c.hold() == {}
+    assert c.due(now=2.2) == ["A"] and c.hold() == {0: 20}  # held until it went out
+    c.forecasted(["A"], now=2.2)
+    assert c.hold() == {} and c.due(now=2.3) == []
 
 
 def test_hold_is_the_lowest_deferred_offset_per_partition_and_follows_rebalances() -> None:
