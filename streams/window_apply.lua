@@ -40,9 +40,11 @@ end
 local function int(x) -- exact text of an integer-valued double (offsets, sums, indices)
   return format('%d', x)
 end
+-- Numbers passed to redis.call are turned into text by Redis itself, in C, as '%.17g': exact for
+-- these integers and event times, and cheaper than formatting them here.
 
 local function zero_slots(key, s0, s1)
-  call('SETRANGE', key, int(s0 * SLOT), string.rep(ZERO_SLOT, s1 - s0 + 1))
+  call('SETRANGE', key, s0 * SLOT, string.rep(ZERO_SLOT, s1 - s0 + 1))
 end
 
 -- The watermark bucket moved from old_top to top: the slots of buckets old_top+1..top held
@@ -92,8 +94,7 @@ local function flush(key, acc, base, n, old_top, top)
     if bucket > top - n then -- else it expired within this call
       local bit = ((bucket - base) % n) * SLOT * 8
       call('BITFIELD', key, 'OVERFLOW', 'SAT',
-        'INCRBY', 'i32', int(bit), int(sums[1]), 'INCRBY', 'u24', int(bit + 32), int(sums[2]),
-        'INCRBY', 'i40', int(bit + 56), int(sums[3]))
+        'INCRBY', 'i32', bit, sums[1], 'INCRBY', 'u24', bit + 32, sums[2], 'INCRBY', 'i40', bit + 56, sums[3])
     end
   end
 end
@@ -154,7 +155,7 @@ local function apply_sku(mk, dk, hk, sk, events)
         dup = false
       elseif is_late then
         dup = is_seen(sk, key, since)
-      elseif call('ZADD', sk, 'NX', fmt(ts), key) == 0 then
+      elseif call('ZADD', sk, 'NX', ts, key) == 0 then
         -- already there; an entry older than the horizon is a lingering one, not a duplicate
         dup = is_seen(sk, key, since)
         rescore = true
@@ -168,9 +169,9 @@ local function apply_sku(mk, dk, hk, sk, events)
         applied = applied + 1
         seen_new[key] = ts
         if fresh then
-          fresh_seen[#fresh_seen + 1] = fmt(ts); fresh_seen[#fresh_seen + 1] = key
+          fresh_seen[#fresh_seen + 1] = ts; fresh_seen[#fresh_seen + 1] = key
         elseif rescore then
-          call('ZADD', sk, fmt(ts), key)
+          call('ZADD', sk, ts, key)
         end
         if wm == nil then
           wm, wd, wh, fs, sm = ts, day, hour, ts, ts
@@ -207,33 +208,33 @@ local function apply_sku(mk, dk, hk, sk, events)
       changed.sm = true
     end
     -- only the fields that changed: a smaller HSET
-    if changed.wm then hset[#hset + 1] = 'wm'; hset[#hset + 1] = fmt(wm) end
-    if changed.wd then hset[#hset + 1] = 'wd'; hset[#hset + 1] = int(wd) end
-    if changed.wh then hset[#hset + 1] = 'wh'; hset[#hset + 1] = int(wh) end
-    if changed.bd then hset[#hset + 1] = 'bd'; hset[#hset + 1] = int(bd) end
-    if changed.bh then hset[#hset + 1] = 'bh'; hset[#hset + 1] = int(bh) end
-    if changed.fs then hset[#hset + 1] = 'fs'; hset[#hset + 1] = fmt(fs) end
-    if changed.sm then hset[#hset + 1] = 'sm'; hset[#hset + 1] = fmt(sm) end
+    if changed.wm then hset[#hset + 1] = 'wm'; hset[#hset + 1] = wm end
+    if changed.wd then hset[#hset + 1] = 'wd'; hset[#hset + 1] = wd end
+    if changed.wh then hset[#hset + 1] = 'wh'; hset[#hset + 1] = wh end
+    if changed.bd then hset[#hset + 1] = 'bd'; hset[#hset + 1] = bd end
+    if changed.bh then hset[#hset + 1] = 'bh'; hset[#hset + 1] = bh end
+    if changed.fs then hset[#hset + 1] = 'fs'; hset[#hset + 1] = fs end
+    if changed.sm then hset[#hset + 1] = 'sm'; hset[#hset + 1] = sm end
     if price ~= nil and fmt(price) ~= m[8] then hset[#hset + 1] = 'pr'; hset[#hset + 1] = fmt(price) end
     if cat ~= nil and cat ~= m[9] then hset[#hset + 1] = 'cat'; hset[#hset + 1] = cat end
   end
   for p, _ in pairs(moved) do
     hset[#hset + 1] = fields[pfield[p]]
-    hset[#hset + 1] = int(last[p])
+    hset[#hset + 1] = last[p]
   end
   if #hset > 0 then
     local refreshed = tonumber(m[7])
     local refresh = fresh or refreshed == nil or now - refreshed >= ttl_refresh
     if refresh then
       hset[#hset + 1] = 'ex'
-      hset[#hset + 1] = int(now)
+      hset[#hset + 1] = now
     end
     call('HSET', mk, unpack(hset))
     if refresh then
       -- The meta expires first, so a SKU is never left with a ring or seen set and no meta
       -- (the next call would see it fresh and delete them anyway).
-      call('EXPIRE', mk, int(ttl))
-      for _, key in ipairs({dk, hk, sk}) do call('EXPIRE', key, int(ttl + 60)) end
+      call('EXPIRE', mk, ttl)
+      for _, key in ipairs({dk, hk, sk}) do call('EXPIRE', key, ttl + 60) end
     end
   end
 
