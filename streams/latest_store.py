@@ -80,14 +80,17 @@ class LatestOutputs:
 
     # -- writes -----------------------------------------------------------------------------
 
-    async def record(self, forecasts: Sequence[ForecastEvent], alerts: Sequence[AlertEvent]) -> None:
+    async def record(self, forecasts: Sequence[ForecastEvent], alerts: Sequence[AlertEvent],
+                     forecast_json: Sequence[bytes] | None = None) -> None:
         """Store one batch's outputs: the per-SKU forecasts in a few Lua calls (:func:`set_many`),
-        beside one non-transactional pipeline for the shared keys."""
+        beside one non-transactional pipeline for the shared keys. ``forecast_json``: each
+        forecast already serialised (the bytes sent to Kafka), when the caller has it."""
         if not forecasts and not alerts:
             return
         pipe = self._client.pipeline(transaction=False)
         skus = [fc.sku for fc in forecasts]
-        writes = set_many(self._client, skus, [self.forecast_key(s) for s in skus], [_json(fc) for fc in forecasts],
+        writes = set_many(self._client, skus, [self.forecast_key(s) for s in skus],
+                          forecast_json if forecast_json is not None else [_json(fc) for fc in forecasts],
                           self._ttl) if forecasts else _none()
         if forecasts:
             pipe.zadd(self.movers_key, {fc.sku: mover_score(fc) for fc in forecasts})

@@ -44,8 +44,11 @@ class Emitter(Protocol):
         alerts: Sequence[AlertEvent],
         dead: Sequence[DeadLetter],
         late: Sequence[LateEvent],
+        forecast_json: Sequence[bytes] | None = None,
     ) -> None:
-        """Publish everything of one batch; return only once delivery is confirmed."""
+        """Publish everything of one batch; return only once delivery is confirmed.
+
+        ``forecast_json``: each forecast already serialised (:func:`encode`), when the caller has it."""
 
 
 @dataclass(frozen=True)
@@ -62,9 +65,11 @@ def output_messages(
     alerts: Sequence[AlertEvent],
     dead: Sequence[DeadLetter],
     late: Sequence[LateEvent],
+    forecast_json: Sequence[bytes] | None = None,
 ) -> list[Message]:
     """Every output of a batch as (topic, key, value); keys are SKUs (dead letters have none)."""
-    out: list[Message] = [(topics.forecasts, f.sku.encode(), encode(f)) for f in forecasts]
+    values = forecast_json if forecast_json is not None else [encode(f) for f in forecasts]
+    out: list[Message] = [(topics.forecasts, f.sku.encode(), v) for f, v in zip(forecasts, values, strict=True)]
     out += [(topics.alerts, a.sku.encode(), encode(a)) for a in alerts]
     out += [(topics.dlq, None, encode(d)) for d in dead]
     out += [(topics.late, e.order.sku.encode(), encode(e)) for e in late]
@@ -104,8 +109,9 @@ class KafkaEmitter:
         alerts: Sequence[AlertEvent],
         dead: Sequence[DeadLetter],
         late: Sequence[LateEvent],
+        forecast_json: Sequence[bytes] | None = None,
     ) -> None:
-        await self.send(output_messages(self.topics, forecasts, alerts, dead, late))
+        await self.send(output_messages(self.topics, forecasts, alerts, dead, late, forecast_json))
 
     async def send(self, messages: list[Message]) -> None:
         """Deliver every message; resend failed batches with backoff until all are acknowledged."""

@@ -68,7 +68,8 @@ OUTPUT_STORE_ERRORS = Counter(
     "skucast_latest_store_errors_total", "Batches whose outputs could not be stored for the query API"
 )
 
-OnOutputs = Callable[[list[ForecastEvent], list[AlertEvent]], Awaitable[None]]
+OnOutputs = Callable[[list[ForecastEvent], list[AlertEvent], list[bytes]], Awaitable[None]]
+"""(forecasts, alerts, each forecast's JSON as sent to Kafka)."""
 
 
 def latest_outputs(settings: Settings, client: Any) -> LatestOutputs:
@@ -84,10 +85,10 @@ def output_recorder(latest: LatestOutputs, attempts: int = 3) -> OnOutputs:
     batch would be fenced (no outputs at all), so a failure here is logged and counted instead.
     """
 
-    async def record(forecasts: list[ForecastEvent], alerts: list[AlertEvent]) -> None:
+    async def record(forecasts: list[ForecastEvent], alerts: list[AlertEvent], forecast_json: list[bytes]) -> None:
         for attempt in range(attempts):
             try:
-                await latest.record(forecasts, alerts)
+                await latest.record(forecasts, alerts, forecast_json)
                 return
             except REDIS_ERRORS as exc:
                 if attempt == attempts - 1:

@@ -34,12 +34,13 @@ from worker import metrics
 from worker.alerting import AlertStates, AlertTracker, Context, MemoryAlertStates, SkuAlerts, thresholds_for
 from worker.coalesce import ForecastCoalescer, first_positions
 from worker.detection import DetectionContext, IdleChecks, LocalMoment
-from worker.emitter import Emitter
+from worker.emitter import Emitter, encode
 from worker.forecast_memo import ForecastMemo
 from worker.settings import Settings
 
 Clock = Callable[[], datetime]
-OnOutputs = Callable[[list[ForecastEvent], list[AlertEvent]], Awaitable[None]]
+OnOutputs = Callable[[list[ForecastEvent], list[AlertEvent], list[bytes]], Awaitable[None]]
+"""(forecasts, alerts, each forecast's JSON as sent to Kafka)."""
 
 
 class Forecasts(Protocol):
@@ -219,8 +220,11 @@ class BatchProcessor:
         self._detect.observe([u for u in updates if (u.partition, u.offset) not in late_set])
         forecasts, alerts = await self._forecast(skus, now) if skus else ([], [])
         # The query API's copy is written while Kafka acknowledges: one wait, not two in a row.
-        await asyncio.gather(self._emitter.emit(forecasts, alerts, decoded.dead, late),
-                             self._on_outputs(forecasts, alerts) if self._on_outputs is not None else _none())
+        # Each forecast is serialised once for both.
+        forecast_json = [encode(f) for f in forecasts]
+        await asyncio.gather(
+            self._emitter.emit(forecasts, alerts, decoded.dead, late, forecast_json),
+            self._on_outputs(forecasts, alerts, forecast_json) if self._on_outputs is not None else _none())
         await self._alerts.commit()  # only once delivered: a crash re-sends, never loses, an alert
         self._count(result.applied, result.fenced, result.duplicates, decoded.dead, late, forecasts, alerts)
         return BatchOutcome(len(records), result.applied, len(decoded.dead), len(late), len(forecasts), len(alerts))
@@ -237,8 +241,10 @@ class BatchProcessor:
             return 0
         now = self._clock()
         forecasts, alerts = await self._forecast(skus, now)
-        await asyncio.gather(self._emitter.emit(forecasts, alerts, [], []),
-                             self._on_outputs(forecasts, alerts) if self._on_outputs is not None else _none())
+        forecast_json = [encode(f) for f in forecasts]
+        await asyncio.gather(
+            self._emitter.emit(forecasts, alerts, [], [], forecast_json),
+            self._on_outputs(forecasts, alerts, forecast_json) if self._on_outputs is not None else _none())
         await self._alerts.commit()
         self._coalescer.forecasted(skus, time.monotonic())  # only now may their offsets be committed
         self._count(0, 0, 0, [], [], forecasts, alerts)

@@ -46,7 +46,8 @@ class Collect:
         self.alerts: list[AlertEvent] = []
 
     async def emit(self, forecasts: Sequence[ForecastEvent], alerts: Sequence[AlertEvent],
-                   dead: Sequence[DeadLetter], late: Sequence[LateEvent]) -> None:
+                   dead: Sequence[DeadLetter], late: Sequence[LateEvent],
+                   forecast_json: Sequence[bytes] | None = None) -> None:
         self.forecasts += forecasts
         self.alerts += alerts
 

@@ -59,6 +59,13 @@ def test_latest_forecast_per_sku_round_trips(services: None) -> None:
         assert await client.exists(latest.forecast_key("A")) and latest.forecast_key("A").endswith(":{A}:fc")
         assert latest.forecast_key("{odd}").endswith(":{%7Bodd%7D}:fc")
         assert 0 < await client.ttl(latest.forecast_key("A")) <= 430 * 86_400
+        # The bytes already sent to Kafka are stored as they are (serialised once per batch).
+        from worker.emitter import encode
+
+        newer = forecast("A", 9.0, made_at=T0.replace(hour=14))
+        await latest.record([newer], [], [encode(newer)])
+        assert await client.get(latest.forecast_key("A")) == encode(newer)
+        assert await latest.forecast("A") == newer
 
     run(check)
 
