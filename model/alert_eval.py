@@ -70,10 +70,9 @@ class EvalConfig:
     its hours' order count this unlikely (Poisson tail)."""
     seed: int = 0
     false_alarm_rate: float = 0.001
-    window_days: int = 2
-    recent_hours: int = 6
-    margin: float = 1.2
-    settle_days: int = 14
+    detector: Thresholds = field(default_factory=Thresholds)
+    """The detector's shape (windows, margin, gates, settle days), as the worker runs it; its
+    surge and drop thresholds are what the evaluation calibrates."""
     cooldown_hours: float = 6.0
     match_grace_hours: int = 24
     christmas_ramp_from: date = date(2011, 11, 7)
@@ -314,10 +313,9 @@ def evaluate(cfg: EvalConfig, log: Log | None = None) -> dict[str, Any]:
     half_a = subset(panel, list(range(0, len(panel.skus), 2)))
     half_b = subset(panel, list(range(1, len(panel.skus), 2)))
 
-    base = Thresholds(window_days=cfg.window_days, recent_hours=cfg.recent_hours, margin=cfg.margin,
-                      settle_days=cfg.settle_days)
-    th = calibrate_on_backtest(half_a, forecasts_for(half_a, forecaster, days, cfg.window_days, log), q, lookback,
-                               base, days, cfg, log)
+    w = cfg.detector.window_days
+    th = calibrate_on_backtest(half_a, forecasts_for(half_a, forecaster, days, w, log), q, lookback,
+                               cfg.detector, days, cfg, log)
     th = replace(th, calibration={**th.calibration, "model": forecaster.version})
 
     rng = np.random.default_rng(cfg.seed)
@@ -326,7 +324,7 @@ def evaluate(cfg: EvalConfig, log: Log | None = None) -> dict[str, Any]:
     events = plan_events(cfg.plan, rate, half_b.first_day, (days.start, days.stop), trading, rng)
     injected = inject(half_b.lines, events, rate, half_b.first_day, trading, rng)
     panel_b = with_lines(half_b, injected.lines)
-    result = replay(panel_b, forecasts_for(panel_b, forecaster, days, cfg.window_days, log), q, lookback, th, days,
+    result = replay(panel_b, forecasts_for(panel_b, forecaster, days, w, log), q, lookback, th, days,
                     cfg.cooldown_hours)
     detectable = [poisson_tail(o, e, upper=ev.kind == "surge") < cfg.oracle_p
                   for ev, o, e in zip(events, injected.event_orders, injected.normal_orders, strict=True)]

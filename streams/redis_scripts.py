@@ -33,9 +33,10 @@ class _HiredisPacking(AbstractConnection):
             args = tuple(args[0].encode().split()) + args[1:]
         elif b" " in args[0]:
             args = tuple(args[0].split()) + args[1:]
-        if any(isinstance(a, bool | type(None)) for a in args):  # redis-py's encoder refuses these
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError:  # an argument hiredis does not take (None, bool): redis-py says why
             return super().pack_command(*args)
-        return [hiredis.pack_command(args)]
 
 
 def pack_with_hiredis(client: Redis) -> Redis:

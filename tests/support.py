@@ -183,6 +183,14 @@ def ground_truth(lines: Any, grain: str = "day", tz: str = "Europe/London") -> B
     return {s: {b: (v[0], v[1], v[2]) for b, v in per.items()} for s, per in acc.items()}
 
 
+async def drop_prefix_and_close(client: Any, prefix: str) -> None:
+    """Remove a test's Redis keys (``<prefix>:*``) and close its client."""
+    keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
 def redis_buckets(
     prefix: str, skus: list[str], grain: str = "day", redis_port: int = 6379, hour_retention: int | None = None
 ) -> Buckets:

@@ -48,6 +48,7 @@ def evaluate_alerts(
     """
     from model.alert_eval import EvalConfig, evaluate
     from model.detector import Thresholds, save_thresholds
+    from worker.alerting import thresholds_for
     from worker.settings import Settings
 
     s = Settings()
@@ -59,8 +60,7 @@ def evaluate_alerts(
         raise typer.BadParameter(f"no order data at {data}", param_hint="--data")
     cfg = EvalConfig(
         data_path=data, model_dir=model, top_n=top_n, eval_from=start.date(), eval_to=end.date(), seed=seed,
-        false_alarm_rate=false_alarm_rate or s.alert_false_alarm_rate, window_days=s.alert_window_days,
-        recent_hours=s.alert_recent_hours, margin=s.alert_margin, settle_days=s.alert_settle_days,
+        false_alarm_rate=false_alarm_rate or s.alert_false_alarm_rate, detector=thresholds_for(s),
         cooldown_hours=s.alert_cooldown_hours, tz=s.market_timezone, device="cpu",
     )
     cfg = _with_events(cfg, events)

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from model.detector import Thresholds
 from model.surge import AlertState
-from tests.support import unique
+from tests.support import drop_prefix_and_close, unique
 from tests.unit.test_alerting import DAY, NOW, batch_scores
 from worker.alerting import AlertTracker, RedisAlertStates, set_stock
 
@@ -25,10 +25,7 @@ def run(body: Callable[[aioredis.Redis, str], Awaitable[None]]) -> None:
         try:
             await body(client, prefix)
         finally:
-            keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
-            if keys:
-                await client.delete(*keys)
-            await client.aclose()
+            await drop_prefix_and_close(client, prefix)
 
     asyncio.run(main())
 

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from model.predictor import Forecaster
 from streams.contracts import AlertEvent, DeadLetter, ForecastEvent, LateEvent
 from streams.ingest import RawRecord
-from tests.support import real_order_lines, unique
+from tests.support import drop_prefix_and_close, real_order_lines, unique
 from worker.app import window_store
 from worker.pipeline import BatchProcessor
 from worker.replay import encode_lines
@@ -93,9 +93,6 @@ def test_one_model_call_per_batch_and_drop_checks_ride_along(services: None, tra
             assert again.sku == top[0] and again.as_of > first.as_of
             assert again.values == first.values and again.model_version == first.model_version
         finally:
-            keys = [k async for k in client.scan_iter(match=f"{s.redis_prefix}:*")]
-            if keys:
-                await client.delete(*keys)
-            await client.aclose()
+            await drop_prefix_and_close(client, s.redis_prefix)
 
     asyncio.run(main())

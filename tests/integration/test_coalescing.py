@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from model.predictor import Forecaster
 from tests.integration.test_batched_inference import Collect, records
-from tests.support import real_order_lines, unique
+from tests.support import drop_prefix_and_close, real_order_lines, unique
 from worker.app import window_store
 from worker.pipeline import BatchProcessor
 from worker.settings import Settings
@@ -55,9 +55,6 @@ def test_heavy_batches_defer_a_recent_skus_forecast_and_hold_its_offsets(service
                 assert latest[sku].as_of == last.to_pydatetime()
             assert processor.commit_hold() == {}
         finally:
-            keys = [k async for k in client.scan_iter(match=f"{s.redis_prefix}:*")]
-            if keys:
-                await client.delete(*keys)
-            await client.aclose()
+            await drop_prefix_and_close(client, s.redis_prefix)
 
     asyncio.run(main())

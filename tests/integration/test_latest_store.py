@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from streams.contracts import AlertEvent, ForecastEvent
 from streams.latest_store import LatestOutputs, mover_score
-from tests.support import unique
+from tests.support import drop_prefix_and_close, unique
 
 pytestmark = [pytest.mark.integration]
 
@@ -39,10 +39,7 @@ def run(coro_fn: Callable[[LatestOutputs, aioredis.Redis], Awaitable[None]], **k
         try:
             await coro_fn(LatestOutputs(client, prefix, **kwargs), client)
         finally:
-            keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
-            if keys:
-                await client.delete(*keys)
-            await client.aclose()
+            await drop_prefix_and_close(client, prefix)
 
     asyncio.run(main())
 
