@@ -2,8 +2,9 @@
 
 1. Real order lines of the ``top_n`` SKUs become hourly (units, order lines) arrays.
 2. **Calibration** on a backtest of normal days (no injection): every SKU is scored at the end of
-   every hour with the trained model's forecasts; thresholds are the quantiles of the daily
-   maximum scores that leave ``false_alarm_rate`` alerts per SKU-day (:func:`model.detector.calibrate`).
+   every hour with the trained model's forecasts; each threshold is the smallest cut whose full
+   replay (alert lifecycle included) opens at most half the ``false_alarm_rate`` budget of alerts
+   per SKU-day (:func:`model.thresholds.search_threshold`).
 3. **Evaluation** on a later period with synthetic surges and drops (:mod:`model.alert_inject`),
    forecasts re-made from the injected history (as the worker would), scores from
    :func:`model.detector.score`, alerts from :func:`model.surge.step` — the worker's functions.
@@ -38,21 +39,11 @@ from model.alert_inject import (
     plan_events,
     poisson_tail,
 )
-from model.detector import (
-    DetectorInputs,
-    Thresholds,
-    breaches,
-    calm,
-    orders_per_unit,
-    quantile_mean,
-    scan_hours,
-    score,
-    search_threshold,
-    severity,
-)
+from model.detector import DetectorInputs, breaches, calm, orders_per_unit, quantile_mean, scan_hours, score, severity
 from model.features import day_index, index_to_date
 from model.nowcast import ProfileLearner, market_level, share_seen
 from model.surge import AlertState, Moment, step
+from model.thresholds import Thresholds, search_threshold
 
 Log = Callable[[str], None]
 

@@ -24,9 +24,9 @@ normally seen, see :mod:`model.nowcast`):
   day seen) and reach ``min_units``; a drop needs an expected count worth the name — at a few
   order lines a day, a quiet day is normal.
 
-Thresholds are calibrated (:func:`calibrate`) on a backtest of normal days so that at most
-``false_alarm_rate`` alerts per SKU-day fire, and stored beside the model as
-``<version>.alerts.json`` (:func:`thresholds_path`).
+The thresholds (:class:`model.thresholds.Thresholds`) are calibrated on a backtest of normal
+days (:mod:`model.alert_eval`) so that at most ``false_alarm_rate`` alerts per SKU-day fire, and
+stored beside the model.
 
 Example::
 
@@ -42,13 +42,13 @@ Example::
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from model.thresholds import Thresholds
 
 SEVERITIES = ("info", "warning", "critical")
 ANSCOMBE = 3.0 / 8.0
@@ -105,51 +105,6 @@ def margin_z(observed: np.ndarray, expected: np.ndarray, margin: float) -> tuple
     return anscombe_z(observed, expected * m), -anscombe_z(observed, expected / m)
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    """Alert thresholds (z units) and how they were calibrated; JSON beside the model."""
-
-    surge: float = 4.0
-    drop: float = 4.0
-    resolve: float = 2.0
-    """An open alert resolves only once the day's |z| is back below this (hysteresis)."""
-    resolve_share: float = 0.5
-    """... and at least this share of a later day has been seen."""
-    window_days: int = 1
-    recent_hours: int = 2
-    """Also score the trailing hours of today on their own, every window of :func:`scan_hours` up to
-    this many (0 = only the whole day so far)."""
-    margin: float = 1.0
-    """Forecast error forgiven: surges are judged against expected × margin, drops against
-    expected / margin (see :func:`margin_z`); 1 = plain Poisson."""
-    min_units: float = 20.0
-    """A surge needs at least this many units today (or in the window)."""
-    min_expected_orders: float = 6.0
-    """A drop needs at least this many expected order lines in its window."""
-    settle_days: int = 0
-    """Days after an alert of the other kind during which none of this kind is scored (0 = off)."""
-    min_history_days: int = 28
-    """No alerts for a SKU younger than this: a new product's ramp-up is not a surge."""
-    warning_ratio: float = 3.0
-    critical_ratio: float = 6.0
-    """Severity: observed/expected (or expected/observed for drops) at least this."""
-    false_alarm_rate: float = 0.001
-    calibration: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Thresholds:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        th = cls(**known)
-        bad = (th.window_days < 1 or th.recent_hours < 0 or th.surge <= 0 or th.drop <= 0 or th.margin < 1
-               or th.settle_days < 0)
-        if bad or not 0 < th.resolve_share <= 1:
-            raise ValueError(f"implausible alert thresholds: {known}")
-        return th
-
-
 SCAN_HOURS = (1, 2, 3, 6, 12)
 
 
@@ -164,26 +119,6 @@ def scan_hours(recent_hours: int) -> tuple[int, ...]:
     if recent_hours <= 0:
         return ()
     return tuple(sorted({h for h in SCAN_HOURS if h < recent_hours} | {recent_hours}))
-
-
-def thresholds_path(model_dir: str | Path, version: str) -> Path:
-    return Path(model_dir) / f"{version}.alerts.json"
-
-
-def load_thresholds(model_dir: str | Path, version: str) -> Thresholds | None:
-    """The calibrated thresholds stored beside ``version``; ``None`` when there are none."""
-    path = thresholds_path(model_dir, version)
-    if not path.is_file():
-        return None
-    return Thresholds.from_dict(json.loads(path.read_text()))
-
-
-def save_thresholds(model_dir: str | Path, version: str, thresholds: Thresholds) -> Path:
-    path = thresholds_path(model_dir, version)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(thresholds.to_json())
-    tmp.replace(path)
-    return path
 
 
 @dataclass
@@ -367,54 +302,6 @@ def severity(ratio: float, th: Thresholds) -> str:
 def orders_per_unit(orders: np.ndarray, units: np.ndarray) -> np.ndarray:
     """(n,) order lines per unit over each row's history, shrunk towards one line per 10 units."""
     return (orders.sum(axis=1, dtype=np.float64) + 0.1) / (units.sum(axis=1, dtype=np.float64) + 1.0)
-
-
-def search_threshold(alerts_at: Callable[[float], int], budget: float, low: float = 2.0, high: float = 12.0,
-                     steps: int = 9) -> float:
-    """Smallest threshold (to ~0.01) whose backtest raises at most ``budget`` alerts.
-
-    ``alerts_at(t)`` replays the normal days with threshold ``t`` and counts the alerts opened;
-    the count falls as ``t`` rises, so bisection finds the cut.
-    """
-    if alerts_at(low) <= budget:
-        return low
-    for _ in range(steps):
-        mid = (low + high) / 2.0
-        if alerts_at(mid) <= budget:
-            high = mid
-        else:
-            low = mid
-    return round(high, 3)
-
-
-def calibrate(
-    daily_max_surge: np.ndarray,
-    daily_max_drop: np.ndarray,
-    false_alarm_rate: float = 0.001,
-    base: Thresholds | None = None,
-    floor: float = 2.5,
-    note: dict[str, Any] | None = None,
-) -> Thresholds:
-    """Thresholds so that normal SKU-days raise at most ``false_alarm_rate`` alerts each.
-
-    ``daily_max_*`` hold, per SKU-day of a backtest on normal days, the largest score seen at any
-    moment of the day (−inf where the gates never opened). The budget is split evenly between
-    surges and drops; each threshold is the matching upper quantile (never below ``floor``).
-    """
-    base = base or Thresholds()
-    per_kind = false_alarm_rate / 2.0
-
-    def cut(values: np.ndarray) -> float:
-        v = np.asarray(values, dtype=np.float64).reshape(-1)
-        if v.size == 0:
-            return floor
-        finite = np.where(np.isfinite(v), v, -1e9)
-        return float(max(np.quantile(finite, 1.0 - per_kind, method="higher"), floor))
-
-    info = {"sku_days": int(np.size(daily_max_surge)), "false_alarm_rate": false_alarm_rate, **(note or {})}
-    th = Thresholds(**{**asdict(base), "surge": round(cut(daily_max_surge), 3), "drop": round(cut(daily_max_drop), 3),
-                       "false_alarm_rate": false_alarm_rate, "calibration": info})
-    return th
 
 
 def breaches(s: Scores, th: Thresholds) -> tuple[np.ndarray, np.ndarray]:

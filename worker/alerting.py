@@ -22,8 +22,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from model.detector import Scores, Thresholds, breaches, calm, load_thresholds, severity
+from model.detector import Scores, breaches, calm, severity
 from model.surge import AlertState, Kind, Moment, projected_shortfall, step
+from model.thresholds import Thresholds, load_thresholds
 from streams.buckets import day_to_date
 from streams.contracts import AlertEvent
 from streams.redis_scripts import hmget_many, sku_tag

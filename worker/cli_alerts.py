@@ -47,7 +47,7 @@ def evaluate_alerts(
     Example: skucast evaluate-alerts --docs docs/accuracy.md
     """
     from model.alert_eval import EvalConfig, evaluate
-    from model.detector import Thresholds, save_thresholds
+    from model.thresholds import Thresholds, save_thresholds
     from worker.alerting import thresholds_for
     from worker.settings import Settings
 

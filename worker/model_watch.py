@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from model.detector import Thresholds
 from model.predictor import Forecaster, resolve_device
 from model.registry import ModelError, latest_version, load_version
+from model.thresholds import Thresholds
 from worker import metrics
 from worker.alerting import thresholds_for
 from worker.settings import Settings

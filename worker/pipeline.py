@@ -17,15 +17,8 @@ from typing import Protocol
 
 import numpy as np
 
-from model.detector import (
-    DetectorInputs,
-    Thresholds,
-    active_festivals,
-    orders_per_unit,
-    quantile_mean,
-    scan_hours,
-    score,
-)
+from model.detector import DetectorInputs, active_festivals, orders_per_unit, quantile_mean, scan_hours, score
+from model.thresholds import Thresholds
 from streams.buckets import day_to_date
 from streams.contracts import AlertEvent, ForecastEvent, LateEvent, OrderEvent, check_forecast_values
 from streams.ingest import RawRecord, decode_orders

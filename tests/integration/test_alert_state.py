@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 import redis.asyncio as aioredis
 
-from model.detector import Thresholds
 from model.surge import AlertState
+from model.thresholds import Thresholds
 from tests.support import drop_prefix_and_close, unique
 from tests.unit.test_alerting import DAY, NOW, batch_scores
 from worker.alerting import AlertTracker, RedisAlertStates, set_stock

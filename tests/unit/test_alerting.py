@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from model.detector import DetectorInputs, Thresholds, save_thresholds, score
+from model.detector import DetectorInputs, score
 from model.surge import AlertState, Moment, alert_id, projected_shortfall, step
+from model.thresholds import Thresholds, save_thresholds
 from worker.alerting import AlertTracker, Context, MemoryAlertStates, thresholds_for
 from worker.settings import Settings
 

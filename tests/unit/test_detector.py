@@ -11,24 +11,19 @@ import pytest
 
 from model.detector import (
     DetectorInputs,
-    Thresholds,
     active_festivals,
     anscombe_z,
     breaches,
-    calibrate,
     calm,
-    load_thresholds,
     orders_per_unit,
     quantile_mean,
-    save_thresholds,
     scan_hours,
     score,
-    search_threshold,
     severity,
-    thresholds_path,
 )
 from model.features import day_index
 from model.festivals import BUILTIN
+from model.thresholds import Thresholds, load_thresholds, save_thresholds, search_threshold, thresholds_path
 
 Q = (0.1, 0.5, 0.9)
 
@@ -153,14 +148,6 @@ def test_search_threshold_finds_the_smallest_cut_within_budget() -> None:
     t = search_threshold(lambda cut: int((values > cut).sum()), budget=10)
     assert (values > t).sum() <= 10 < (values > t - 0.05).sum()
     assert search_threshold(lambda cut: 0, budget=5) == 2.0
-
-
-def test_calibrate_keeps_the_false_alarm_budget() -> None:
-    rng = np.random.default_rng(2)
-    surge, drop = rng.normal(size=50_000), rng.normal(size=50_000) * 2
-    th = calibrate(surge, drop, false_alarm_rate=0.002, floor=0.0)
-    assert (surge > th.surge).mean() <= 0.001 and (drop > th.drop).mean() <= 0.001
-    assert th.drop > th.surge and th.calibration["sku_days"] == 50_000
 
 
 def test_active_festival_of_a_day() -> None:
