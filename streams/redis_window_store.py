@@ -304,15 +304,18 @@ class RedisWindowStore:
 
 
 def _wire(u: OrderUpdate) -> list[Any]:
+    """One event as ``window_apply.lua`` reads it: numbers it compares, text it passes on."""
     return [
-        u.partition,
+        f"p{u.partition}",
         u.offset,
+        str(u.offset),
         u.event_ts,
+        repr(float(u.event_ts)),  # shortest exact text: Redis parses back the same double
         u.day,
         u.hour,
-        u.units,
-        u.revenue_milli,
-        u.price,
+        str(int(u.units)),
+        str(int(u.revenue_milli)),
+        repr(float(u.price)),
         u.dedup_key,
         u.category or "",
     ]

@@ -3,7 +3,8 @@
 -- KEYS, four per SKU i (all hash-tagged by the SKU, so one SKU is one cluster slot):
 --   KEYS[4i-3] meta hash   KEYS[4i-2] day ring   KEYS[4i-1] hour ring   KEYS[4i] seen zset
 -- ARGV[1] JSON: one list per SKU of events, in Kafka order
---   [partition, offset, event_ts, day, hour, units, revenue_milli, price, dedup_key, category|""]
+--   [partition field ("p<partition>"), offset, offset text, event_ts, event_ts text, day, hour,
+--    units text, revenue_milli text, price text, dedup_key, category|""]
 -- ARGV[2..9]: grace_s, dedup_horizon_s, day_slots, hour_slots, idle_ttl_s, ttl_refresh_s,
 --             base_margin_days, base_margin_hours
 -- Reply: a JSON list with one list per SKU: [applied, fenced, duplicates, then one pair per late
@@ -13,7 +14,9 @@
 -- ZADD NX per event (the dedup check and the insert in one), one BITFIELD per touched day and
 -- hour, and one HSET of the changed fields. The seen set is trimmed once the watermark is a
 -- quarter horizon past the last trim, ring slots are zeroed only once a ring has wrapped, and
--- TTLs are refreshed every ttl_refresh_s of server time, not on every call.
+-- TTLs are refreshed every ttl_refresh_s of server time, not on every call. Values that are only
+-- passed on to Redis (times, offsets, units, revenue, price) arrive as text too: Redis 7.0 turns
+-- a Lua number into an argument with snprintf('%.17g'), which was a tenth of the server's time.
 
 local call, format = redis.call, string.format
 local SLOT = 12 -- bytes per bucket: units i32, orders u24, revenue_milli i40 (big-endian, saturating)
@@ -37,11 +40,8 @@ local function fmt(x) -- exact text of a double (event times, prices)
   return format('%.17g', x)
 end
 
-local function int(x) -- exact text of an integer-valued double (offsets, sums, indices)
-  return format('%d', x)
-end
--- Numbers passed to redis.call are turned into text by Redis itself, in C, as '%.17g': exact for
--- these integers and event times, and cheaper than formatting them here.
+-- Numbers still passed to redis.call (bit offsets, new day/hour indices) are turned into text by
+-- Redis itself, in C, as '%.17g': exact for these integers, and cheaper than formatting them here.
 
 local function zero_slots(key, s0, s1)
   call('SETRANGE', key, s0 * SLOT, string.rep(ZERO_SLOT, s1 - s0 + 1))
@@ -79,9 +79,10 @@ local function is_seen(sk, key, since)
 end
 
 local function accumulate(acc, bucket, units, rev)
+  -- units and rev are text; a bucket with one event passes them on as they came
   local s = acc[bucket]
   if s == nil then
-    acc[bucket] = {units, 1, rev}
+    acc[bucket] = {units, '1', rev}
   else
     s[1] = s[1] + units; s[2] = s[2] + 1; s[3] = s[3] + rev
   end
@@ -99,18 +100,28 @@ local function flush(key, acc, base, n, old_top, top)
   end
 end
 
+local META = {'wm', 'wd', 'wh', 'bd', 'bh', 'fs', 'ex', 'pr', 'cat', 'sm'}
+
 local function apply_sku(mk, dk, hk, sk, events)
   -- One HMGET for the meta and the last offset of every partition in this share.
-  local fields = {'wm', 'wd', 'wh', 'bd', 'bh', 'fs', 'ex', 'pr', 'cat', 'sm'}
-  local pfield = {}
-  for _, ev in ipairs(events) do
-    local p = ev[1]
+  local pfield, fields = {}, nil
+  local p1 = events[1][1]
+  pfield[p1] = 11
+  for j = 2, #events do
+    local p = events[j][1]
     if pfield[p] == nil then
+      fields = fields or {unpack(META)}
+      fields[11] = p1
       pfield[p] = #fields + 1
-      fields[#fields + 1] = 'p' .. int(p)
+      fields[#fields + 1] = p
     end
   end
-  local m = call('HMGET', mk, unpack(fields))
+  local m
+  if fields == nil then -- one partition: the common case, no argument table to build
+    m = call('HMGET', mk, 'wm', 'wd', 'wh', 'bd', 'bh', 'fs', 'ex', 'pr', 'cat', 'sm', p1)
+  else
+    m = call('HMGET', mk, unpack(fields))
+  end
   local wm, wd, wh, bd, bh, fs, sm
   local fresh = not m[1]
   if fresh then
@@ -122,25 +133,26 @@ local function apply_sku(mk, dk, hk, sk, events)
     sm = tonumber(m[10]) or fs
   end
   local old_wd, old_wh = wd, wh
-  local last, moved = {}, {}
+  local last, last_text = {}, {}
   for p, k in pairs(pfield) do last[p] = m[k] and tonumber(m[k]) or -1 end
   local applied, fenced, dups = 0, 0, 0
   local late = {}
   local seen_new = {}
   local day_acc, hour_acc = {}, {}
-  local price, cat
-  local changed = {}
+  local price, cat, wm_text
+  -- which meta fields changed (wm, wd, wh, sm; the fresh-SKU fields all at once)
+  local c_wm, c_wd, c_wh, c_sm, c_fs, c_new = false, false, false, false, false, false
   local fresh_seen = {} -- ZADD arguments for a fresh SKU (no per-event check needed)
 
   for j, ev in ipairs(events) do
-    local p, off, ts = ev[1], ev[2], ev[3]
+    local p, off, ts = ev[1], ev[2], ev[4]
     if off <= last[p] then
       fenced = fenced + 1
     else
       last[p] = off
-      moved[p] = true
-      local key = ev[9]
-      local day, hour = ev[4], ev[5]
+      last_text[p] = ev[3]
+      local key = ev[11]
+      local day, hour = ev[6], ev[7]
       local is_late = wm ~= nil and (ts < wm - grace or day < bd or hour < bh)
       -- (day < bd or hour < bh cannot happen while the base margins cover the grace period)
       -- duplicate: an applied event with this key and an event time within the horizon of
@@ -155,7 +167,7 @@ local function apply_sku(mk, dk, hk, sk, events)
         dup = false
       elseif is_late then
         dup = is_seen(sk, key, since)
-      elseif call('ZADD', sk, 'NX', ts, key) == 0 then
+      elseif call('ZADD', sk, 'NX', ev[5], key) == 0 then
         -- already there; an entry older than the horizon is a lingering one, not a duplicate
         dup = is_seen(sk, key, since)
         rescore = true
@@ -169,27 +181,27 @@ local function apply_sku(mk, dk, hk, sk, events)
         applied = applied + 1
         seen_new[key] = ts
         if fresh then
-          fresh_seen[#fresh_seen + 1] = ts; fresh_seen[#fresh_seen + 1] = key
+          fresh_seen[#fresh_seen + 1] = ev[5]; fresh_seen[#fresh_seen + 1] = key
         elseif rescore then
-          call('ZADD', sk, ts, key)
+          call('ZADD', sk, ev[5], key)
         end
         if wm == nil then
           wm, wd, wh, fs, sm = ts, day, hour, ts, ts
           bd, bh = day - margin_d, hour - margin_h
-          changed = {wm = true, wd = true, wh = true, bd = true, bh = true, fs = true, sm = true}
+          wm_text, c_new = ev[5], true
         end
         if ts >= wm then
           -- the latest event by event time (ties: the later offset) sets price and category
-          if ts > wm then wm = ts; changed.wm = true end
-          price = ev[8]
-          if ev[10] ~= '' then cat = ev[10] end
+          if ts > wm then wm = ts; wm_text = ev[5]; c_wm = true end
+          price = ev[10]
+          if ev[12] ~= '' then cat = ev[12] end
         end
-        if day > wd then wd = day; changed.wd = true end
-        if hour > wh then wh = hour; changed.wh = true end
-        if ts < fs then fs = ts; changed.fs = true end
-        if ts < sm then sm = ts; changed.sm = true end
-        accumulate(day_acc, day, ev[6], ev[7])
-        accumulate(hour_acc, hour, ev[6], ev[7])
+        if day > wd then wd = day; c_wd = true end
+        if hour > wh then wh = hour; c_wh = true end
+        if ts < fs then fs = ts; c_fs = true end
+        if ts < sm then sm = ts; c_sm = true end
+        accumulate(day_acc, day, ev[8], ev[9])
+        accumulate(hour_acc, hour, ev[8], ev[9])
       end
     end
   end
@@ -205,22 +217,24 @@ local function apply_sku(mk, dk, hk, sk, events)
     if wm - horizon > sm + horizon / 4 then
       call('ZREMRANGEBYSCORE', sk, '-inf', '(' .. fmt(wm - horizon))
       sm = wm - horizon
-      changed.sm = true
+      c_sm = true
     end
     -- only the fields that changed: a smaller HSET
-    if changed.wm then hset[#hset + 1] = 'wm'; hset[#hset + 1] = wm end
-    if changed.wd then hset[#hset + 1] = 'wd'; hset[#hset + 1] = wd end
-    if changed.wh then hset[#hset + 1] = 'wh'; hset[#hset + 1] = wh end
-    if changed.bd then hset[#hset + 1] = 'bd'; hset[#hset + 1] = bd end
-    if changed.bh then hset[#hset + 1] = 'bh'; hset[#hset + 1] = bh end
-    if changed.fs then hset[#hset + 1] = 'fs'; hset[#hset + 1] = fs end
-    if changed.sm then hset[#hset + 1] = 'sm'; hset[#hset + 1] = sm end
-    if price ~= nil and fmt(price) ~= m[8] then hset[#hset + 1] = 'pr'; hset[#hset + 1] = fmt(price) end
+    if c_new then
+      hset = {'wm', wm_text, 'wd', wd, 'wh', wh, 'bd', bd, 'bh', bh, 'fs', fs, 'sm', sm}
+    else
+      if c_wm then hset[#hset + 1] = 'wm'; hset[#hset + 1] = wm_text end
+      if c_wd then hset[#hset + 1] = 'wd'; hset[#hset + 1] = wd end
+      if c_wh then hset[#hset + 1] = 'wh'; hset[#hset + 1] = wh end
+      if c_fs then hset[#hset + 1] = 'fs'; hset[#hset + 1] = fs end
+      if c_sm then hset[#hset + 1] = 'sm'; hset[#hset + 1] = sm end
+    end
+    if price ~= nil and price ~= m[8] then hset[#hset + 1] = 'pr'; hset[#hset + 1] = price end
     if cat ~= nil and cat ~= m[9] then hset[#hset + 1] = 'cat'; hset[#hset + 1] = cat end
   end
-  for p, _ in pairs(moved) do
-    hset[#hset + 1] = fields[pfield[p]]
-    hset[#hset + 1] = last[p]
+  for p, text in pairs(last_text) do
+    hset[#hset + 1] = p
+    hset[#hset + 1] = text
   end
   if #hset > 0 then
     local refreshed = tonumber(m[7])
