@@ -25,7 +25,6 @@ Example::
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -199,60 +198,107 @@ class MarketLevel:
         self.prior = prior
         self.max_skus = max_skus
         self.keep_days = keep_days
-        # Per SKU one float32 array (a dict of dicts cost ~650 bytes a SKU, this ~260):
-        # [forecast start day, expected lines of each forecast day..., last observed day,
-        #  observed lines of the keep_days days up to it, slot = day % keep_days]
-        self._rows: dict[str, array[float]] = {}
+        # Per SKU one row of a few numpy tables, not a Python object per SKU: the worker's cyclic
+        # GC scanned every replaced per-SKU object (a pause of tens of ms per 50k SKUs), and the
+        # batch's arithmetic is vectorised. Forecast start day, expected lines of each forecast
+        # day, last observed day, observed lines of the keep_days days up to it (slot day % keep).
+        self._index: dict[str, int] = {}
+        self._horizon = 0
+        self._start = np.zeros(0, dtype=np.int64)
+        self._expected = np.zeros((0, 0), dtype=np.float32)
+        self._last_obs = np.zeros(0, dtype=np.int64)
+        self._observed = np.zeros((0, keep_days), dtype=np.float32)
         self._exp_total: dict[int, float] = {}
         self._obs_total: dict[int, float] = {}
+
+    def _forget_skus(self, horizon: int) -> None:
+        """Drop every SKU's row but keep the day totals (bounded memory, or a new model horizon)."""
+        self._index.clear()
+        self._horizon = horizon
+        self._start = np.zeros(1024, dtype=np.int64)
+        self._expected = np.zeros((1024, horizon), dtype=np.float32)
+        self._last_obs = np.zeros(1024, dtype=np.int64)
+        self._observed = np.zeros((1024, self.keep_days), dtype=np.float32)
+
+    def _rows_for(self, skus: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Table rows of ``skus`` (new ones appended) and which of them are new."""
+        index = self._index
+        rows = np.fromiter((index.get(s, -1) for s in skus), dtype=np.int64, count=len(skus))
+        fresh = rows < 0
+        if fresh.any():
+            first = len(index)
+            for j, i in enumerate(np.flatnonzero(fresh).tolist()):
+                index[skus[i]] = first + j
+            rows[fresh] = np.arange(first, len(index))
+            if len(index) > len(self._start):
+                cap = max(2 * len(self._start), len(index))
+                grow = cap - len(self._start)
+                self._start = np.concatenate([self._start, np.zeros(grow, dtype=np.int64)])
+                self._last_obs = np.concatenate([self._last_obs, np.zeros(grow, dtype=np.int64)])
+                self._expected = np.vstack([self._expected, np.zeros((grow, self._horizon), dtype=np.float32)])
+                self._observed = np.vstack([self._observed, np.zeros((grow, self.keep_days), dtype=np.float32)])
+        return rows, fresh
 
     def update(self, skus: Sequence[str], start_day: np.ndarray, expected: np.ndarray,
                observed_today: np.ndarray) -> None:
         """Per SKU: the forecast's expected order lines for days ``start_day ..`` (n, H), and the
         order lines counted so far on ``start_day`` (its today). Earlier days keep what they had."""
-        if len(self._rows) > self.max_skus:
-            self._rows.clear()  # bounded memory: forget the SKUs, keep the day totals
-        keep = self.keep_days
+        n = len(skus)
+        if n == 0:
+            return
+        days = np.asarray(start_day, dtype=np.int64)
         exp32 = np.asarray(expected, dtype=np.float32)
-        # Python lists once per batch: element access on numpy arrays costs more than the maths.
-        exp_rows, obs_list = exp32.tolist(), np.asarray(observed_today, dtype=np.float32).tolist()
-        days_list, h = np.asarray(start_day, dtype=np.int64).tolist(), exp32.shape[1]
-        for i, sku in enumerate(skus):
-            day, row = days_list[i], exp_rows[i]
-            counts = [0.0] * keep
-            last_obs = day
-            old = self._rows.get(sku)
-            if old is not None:
-                old_day, old_h = int(old[0]), len(old) - 2 - keep
-                for k in range(old_h):
-                    if old_day + k >= day:
-                        self._exp_total[old_day + k] = self._exp_total.get(old_day + k, 0.0) - old[1 + k]
-                last_obs, counts = int(old[1 + old_h]), list(old[2 + old_h :])
-            for k in range(h):
-                self._exp_total[day + k] = self._exp_total.get(day + k, 0.0) + row[k]
-            if day > last_obs:  # days that left the window since: their slots start again at 0
-                for d in range(max(last_obs + 1, day - keep + 1), day + 1):
-                    counts[d % keep] = 0.0
-                last_obs = day
-            if day > last_obs - keep:  # (a day older than the window is not kept)
-                value = obs_list[i]
-                self._obs_total[day] = self._obs_total.get(day, 0.0) - counts[day % keep] + value
-                counts[day % keep] = value
-            self._rows[sku] = array("f", [float(day), *row, float(last_obs), *counts])
+        obs32 = np.asarray(observed_today, dtype=np.float32)
+        if len(set(skus)) < n:  # a SKU twice: in order, each replacing the one before
+            for i in range(n):
+                self.update([skus[i]], days[i : i + 1], exp32[i : i + 1], obs32[i : i + 1])
+            return
+        h, keep = exp32.shape[1], self.keep_days
+        if h != self._horizon or len(self._index) + n > self.max_skus:
+            self._forget_skus(h)
+        rows, fresh = self._rows_for(skus)
+        known = ~fresh
+        exp_days, exp_delta = [days[:, None] + np.arange(h)], [exp32.astype(np.float64)]
+        last = days.copy()
+        counts = np.zeros((n, keep), dtype=np.float64)
+        if known.any():
+            r = rows[known]
+            # The old forecast leaves every day from the new one's start on.
+            old_days = self._start[r][:, None] + np.arange(h)
+            leaving = old_days >= days[known][:, None]
+            exp_days.append(old_days[leaving][:, None])
+            exp_delta.append(-self._expected[r][leaving].astype(np.float64)[:, None])
+            last[known] = self._last_obs[r]
+            counts[known] = self._observed[r]
+        # Days that entered the kept window since the last observation start again at 0.
+        slot_day = days[:, None] - (days[:, None] - np.arange(keep)) % keep  # the day slot j holds
+        moved = days > last
+        counts[moved[:, None] & (slot_day > last[:, None])] = 0.0
+        last = np.where(moved, days, last)
+        kept = np.flatnonzero(days > last - keep)  # (a day older than the window is not kept)
+        slot = days[kept] % keep
+        obs_delta = obs32[kept].astype(np.float64) - counts[kept, slot]
+        counts[kept, slot] = obs32[kept]
+        _add_by_day(self._exp_total, np.concatenate([d.ravel() for d in exp_days]),
+                    np.concatenate([v.ravel() for v in exp_delta]))
+        _add_by_day(self._obs_total, days[kept], obs_delta)
+        self._start[rows] = days
+        self._expected[rows] = exp32
+        self._last_obs[rows] = last
+        self._observed[rows] = counts
         newest = max(self._obs_total, default=0)
         for totals in (self._exp_total, self._obs_total):
             for d in [d for d in totals if d < newest - 31]:
                 del totals[d]
 
     def _own(self, sku: str, day: int) -> tuple[float, float]:
-        row = self._rows.get(sku)
-        if row is None:
+        """The SKU's own (observed, expected) order lines on ``day``."""
+        r = self._index.get(sku)
+        if r is None:
             return 0.0, 0.0
-        keep = self.keep_days
-        h = len(row) - 2 - keep
-        start, last_obs = int(row[0]), int(row[1 + h])
-        own_exp = row[1 + day - start] if 0 <= day - start < h else 0.0
-        own_obs = row[2 + h + day % keep] if last_obs - keep < day <= last_obs else 0.0
+        start, last_obs, keep = int(self._start[r]), int(self._last_obs[r]), self.keep_days
+        own_exp = float(self._expected[r, day - start]) if 0 <= day - start < self._horizon else 0.0
+        own_obs = float(self._observed[r, day % keep]) if last_obs - keep < day <= last_obs else 0.0
         return own_obs, own_exp
 
     def level(self, skus: Sequence[str], days: np.ndarray, share_of_today: np.ndarray,
@@ -260,12 +306,31 @@ class MarketLevel:
         """(n, W) level of every SKU's window days, leaving the SKU out; ``today`` (n, 1) marks the
         current day, whose expectation is scaled by ``share_of_today`` (n, 1)."""
         days = np.asarray(days, dtype=np.int64)
-        obs = np.zeros(days.shape)
-        exp = np.zeros(days.shape)
-        for i, sku in enumerate(skus):
-            for j, d in enumerate(days[i]):
-                own_obs, own_exp = self._own(sku, int(d))
-                obs[i, j] = self._obs_total.get(int(d), 0.0) - own_obs
-                exp[i, j] = self._exp_total.get(int(d), 0.0) - own_exp
+        unique, inverse = np.unique(days, return_inverse=True)
+        inverse = inverse.reshape(days.shape)
+        obs = np.array([self._obs_total.get(d, 0.0) for d in unique.tolist()])[inverse]
+        exp = np.array([self._exp_total.get(d, 0.0) for d in unique.tolist()])[inverse]
+        rows = np.fromiter((self._index.get(s, -1) for s in skus), dtype=np.int64, count=len(skus))
+        have = rows >= 0
+        if have.any():
+            r, d = rows[have], days[have]
+            offset = d - self._start[r][:, None]
+            in_fc = (offset >= 0) & (offset < self._horizon)
+            own_exp = np.where(in_fc, self._expected[r[:, None], np.clip(offset, 0, max(self._horizon - 1, 0))], 0.0)
+            last = self._last_obs[r][:, None]
+            in_obs = (d > last - self.keep_days) & (d <= last)
+            own_obs = np.where(in_obs, self._observed[r[:, None], d % self.keep_days], 0.0)
+            obs[have] -= own_obs
+            exp[have] -= own_exp
         exp = np.where(days == today, exp * share_of_today, exp)
         return market_level(np.maximum(obs, 0.0), np.maximum(exp, 0.0), self.prior)
+
+
+def _add_by_day(totals: dict[int, float], days: np.ndarray, values: np.ndarray) -> None:
+    """``totals[day] += value`` for every pair, one dictionary update per distinct day."""
+    if days.size == 0:
+        return
+    unique, inverse = np.unique(days, return_inverse=True)
+    sums = np.bincount(inverse.ravel(), weights=values, minlength=len(unique))
+    for d, v in zip(unique.tolist(), sums.tolist(), strict=True):
+        totals[d] = totals.get(d, 0.0) + v

@@ -126,3 +126,68 @@ def test_market_level_keeps_each_skus_last_days_and_the_totals_exact() -> None:
     # A late update for a day before the window changes nothing.
     level.update(["a"], np.array([101]), np.array([[20.0, 20.0]]), np.array([99.0]))
     assert level._obs_total[101] == 24.0 and level._own("a", 105) == (7.0, 0.0)
+
+
+class _ReferenceLevel:
+    """MarketLevel's bookkeeping written the plain way, one SKU and one day at a time."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.rows: dict[str, tuple[int, list[float], int, list[float]]] = {}
+        self.exp: dict[int, float] = {}
+        self.obs: dict[int, float] = {}
+
+    def update(self, sku: str, day: int, expected: list[float], observed: float) -> None:
+        keep, counts, last = self.keep, [0.0] * self.keep, day
+        if sku in self.rows:
+            old_day, old_exp, last, counts = self.rows[sku]
+            counts = list(counts)
+            for k, v in enumerate(old_exp):
+                if old_day + k >= day:
+                    self.exp[old_day + k] = self.exp.get(old_day + k, 0.0) - v
+        for k, v in enumerate(expected):
+            self.exp[day + k] = self.exp.get(day + k, 0.0) + v
+        if day > last:
+            for d in range(max(last + 1, day - keep + 1), day + 1):
+                counts[d % keep] = 0.0
+            last = day
+        if day > last - keep:
+            self.obs[day] = self.obs.get(day, 0.0) - counts[day % keep] + observed
+            counts[day % keep] = observed
+        self.rows[sku] = (day, list(expected), last, counts)
+
+    def own(self, sku: str, day: int) -> tuple[float, float]:
+        if sku not in self.rows:
+            return 0.0, 0.0
+        start, exp, last, counts = self.rows[sku]
+        own_exp = exp[day - start] if 0 <= day - start < len(exp) else 0.0
+        own_obs = counts[day % self.keep] if last - self.keep < day <= last else 0.0
+        return own_obs, own_exp
+
+
+def test_market_level_matches_a_plain_per_sku_reference_over_random_batches() -> None:
+    rng = np.random.default_rng(7)
+    level, ref = MarketLevel(prior=5.0, keep_days=4), _ReferenceLevel(keep=4)
+    skus = [f"s{i}" for i in range(30)]
+    for _ in range(200):
+        batch = list(rng.choice(skus, size=int(rng.integers(1, 12)), replace=False))
+        days = rng.integers(100, 112, size=len(batch))  # out of order and repeated days too
+        expected = rng.integers(0, 9, size=(len(batch), 3)).astype(np.float32)
+        observed = rng.integers(0, 20, size=len(batch)).astype(np.float32)
+        level.update(batch, days, expected, observed)
+        for i, sku in enumerate(batch):
+            ref.update(sku, int(days[i]), expected[i].tolist(), float(observed[i]))
+    for d in range(95, 118):
+        assert level._exp_total.get(d, 0.0) == pytest.approx(ref.exp.get(d, 0.0), abs=1e-6)
+        assert level._obs_total.get(d, 0.0) == pytest.approx(ref.obs.get(d, 0.0), abs=1e-6)
+        for sku in [*skus, "unseen"]:
+            assert level._own(sku, d) == pytest.approx(ref.own(sku, d))
+    window = np.arange(104, 112)[None, :].repeat(len(skus), axis=0)
+    got = level.level(skus, window, np.full((len(skus), 1), 0.5), np.full((len(skus), 1), 111))
+    for i, sku in enumerate(skus):
+        for j, d in enumerate(range(104, 112)):
+            own_obs, own_exp = ref.own(sku, d)
+            exp = ref.exp.get(d, 0.0) - own_exp
+            want = market_level(np.array([max(ref.obs.get(d, 0.0) - own_obs, 0.0)]),
+                                np.array([max(exp * (0.5 if d == 111 else 1.0), 0.0)]), prior=5.0)[0]
+            assert got[i, j] == pytest.approx(want)
