@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, SKUCAST
+from tests.support import NAMES_USED, ROOT, SKUCAST, remove_test_data
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +19,7 @@ def services() -> Iterator[None]:
     up = subprocess.run([SKUCAST, "services", "up"], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert up.returncode == 0, f"skucast services up failed:\n{up.stdout}\n{up.stderr}"
     yield
+    remove_test_data(NAMES_USED)
     if not was_running:
         subprocess.run([SKUCAST, "services", "down"], capture_output=True, cwd=ROOT, timeout=120)
 

@@ -110,6 +110,7 @@ def test_redis_answers_ping_with_aof_on(stack: Settings) -> None:
         assert client.ping() is True
         assert client.config_get("appendonly") == {"appendonly": "yes"}
         assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
+        assert client.config_get("save") == {"save": ""}  # AOF only: no snapshot forks besides
         assert client.config_get("bind") == {"bind": "127.0.0.1"}
     finally:
         client.close()

@@ -96,6 +96,7 @@ def test_redis_appends_only(compose: dict[str, Any]) -> None:
     words = command if isinstance(command, list) else str(command).split()
     assert "--appendonly" in words
     assert words[words.index("--appendonly") + 1] == "yes"
+    assert words[words.index("--save") + 1] == ""  # AOF only, as `skucast services up` runs it
     assert any(v.endswith(":/data") for v in _service(compose, "redis").get("volumes", []))
 
 

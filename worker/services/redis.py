@@ -135,6 +135,9 @@ def redis_conf(settings: Settings, rdir: Path) -> str:
         # The windows are the worker's state: AOF, fsynced every second (at most ~1 s lost).
         "appendonly yes",
         "appendfsync everysec",
+        # No RDB snapshots besides: with AOF on they are never loaded, and each one forks the
+        # server (a stall that grows with the data set) and writes the whole data set again.
+        'save ""',
     ]
     password = _password(settings)
     if password:
