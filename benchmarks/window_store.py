@@ -38,6 +38,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from streams.redis_scripts import pack_with_hiredis  # noqa: E402
 from streams.redis_window_store import RedisWindowStore  # noqa: E402
 from streams.window_store import OrderUpdate  # noqa: E402
 from worker.services.cluster import cluster_down, cluster_up  # noqa: E402
@@ -212,6 +213,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         client = aioredis.Redis.from_url(args.redis_url)
     else:
         client = aioredis.Redis(port=OWN_PORT)
+    pack_with_hiredis(client)  # as the worker's client does
     load_before = os.getloadavg()[0]  # the numbers mean little on a busy machine: say how busy
     try:
         info = await client.info("server") if not args.cluster else {}

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import hiredis
 import orjson
 from redis.asyncio import Redis, RedisCluster
-from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.connection import AbstractConnection, Connection
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError
 from redis.typing import KeyT
+
+RedisT = TypeVar("RedisT", Redis, RedisCluster)
 
 
 class _HiredisPacking(AbstractConnection):
@@ -39,12 +41,27 @@ class _HiredisPacking(AbstractConnection):
             return super().pack_command(*args)
 
 
-def pack_with_hiredis(client: Redis) -> Redis:
-    """Make ``client``'s connections (plain or TLS) pack commands with hiredis; returns it."""
+ConnT = TypeVar("ConnT", bound=AbstractConnection)
+
+
+def _packed(base: type[ConnT]) -> type[ConnT]:
+    """``base`` with hiredis packing mixed in (itself if it has it already)."""
+    if issubclass(base, _HiredisPacking):
+        return base
+    return type(f"HiredisPacked{base.__name__}", (_HiredisPacking, base), {})
+
+
+def pack_with_hiredis(client: RedisT) -> RedisT:
+    """Make ``client``'s connections (plain or TLS; standalone or every cluster node, including
+    nodes discovered later) pack commands with hiredis; returns it. Call before first use."""
+    if isinstance(client, RedisCluster):
+        kwargs = client.nodes_manager.connection_kwargs
+        kwargs["connection_class"] = _packed(kwargs.get("connection_class", Connection))
+        for node in client.nodes_manager.startup_nodes.values():
+            node.connection_class = _packed(node.connection_class)
+        return client
     pool = client.connection_pool
-    base = pool.connection_class
-    if not issubclass(base, _HiredisPacking):
-        pool.connection_class = type(f"HiredisPacked{base.__name__}", (_HiredisPacking, base), {})
+    pool.connection_class = _packed(pool.connection_class)
     return client
 
 

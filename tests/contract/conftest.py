@@ -16,6 +16,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from streams.redis_scripts import pack_with_hiredis
 from streams.redis_window_store import RedisWindowStore
 from worker.services.cluster import cluster_down, cluster_up
 
@@ -83,10 +84,11 @@ class Backend:
     address: str
 
     def client(self) -> aioredis.Redis | aioredis.RedisCluster:
+        """A client that packs commands the way the worker's does (hiredis)."""
         host, port = self.address.split(":")
         if self.name == "cluster":
-            return aioredis.RedisCluster(host=host, port=int(port))
-        return aioredis.Redis(host=host, port=int(port))
+            return pack_with_hiredis(aioredis.RedisCluster(host=host, port=int(port)))
+        return pack_with_hiredis(aioredis.Redis(host=host, port=int(port)))
 
     def run(self, body: Callable[[RedisWindowStore, Any], Awaitable[T]], **store_kwargs: Any) -> T:
         """Run ``body(store, client)`` in a fresh event loop against a store with a unique prefix."""

@@ -66,20 +66,22 @@ def test_hiredis_packing_sends_the_same_bytes_and_works_on_a_server(backend: Bac
     assert b"".join(bytes(p) for p in packed.pack_command(*args)) == b"".join(
         bytes(p) for p in plain.pack_command(*args))
     assert packed.pack_command("CONFIG GET", "maxmemory") == plain.pack_command("CONFIG GET", "maxmemory")
-    if backend.name == "cluster":
-        return  # the worker's own client is a standalone one
 
     async def body(store: Any, client: Any) -> None:
-        fast = pack_with_hiredis(aioredis.Redis(host=backend.address.split(":")[0],
-                                                port=int(backend.address.split(":")[1])))
+        fast = backend.client()  # packs with hiredis, on every cluster node too
         try:
             key = f"{store.prefix}:packed"
             await fast.set(key, "välue", ex=60)
             assert await fast.get(key) == "välue".encode()
             pipe = fast.pipeline(transaction=False)
-            pipe.incrbyfloat(f"{key}:n", 1.5).hset(f"{key}:h", mapping={"a": 1}).hmget(f"{key}:h", ["a", "b"])
+            tagged = f"{store.prefix}:{{packed}}"  # one slot, so a cluster pipeline takes it as is
+            pipe.incrbyfloat(f"{tagged}:n", 1.5).hset(f"{tagged}:h", mapping={"a": 1}).hmget(f"{tagged}:h", ["a", "b"])
             assert await pipe.execute() == [1.5, 1, [b"1", None]]
-            await fast.delete(key, f"{key}:n", f"{key}:h")
+            await fast.delete(key)
+            await fast.delete(f"{tagged}:n", f"{tagged}:h")
+            if backend.name == "cluster":  # the nodes found by discovery, not only the first one
+                assert len(fast.get_nodes()) == 3
+                assert all(n.connection_class.__name__.startswith("HiredisPacked") for n in fast.get_nodes())
         finally:
             await fast.aclose()
 
