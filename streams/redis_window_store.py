@@ -304,18 +304,17 @@ class RedisWindowStore:
 
 
 def _wire(u: OrderUpdate) -> list[Any]:
-    """One event as ``window_apply.lua`` reads it: numbers it compares, text it passes on."""
+    """One event as ``window_apply.lua`` reads it (the event time also as its shortest exact text)."""
     return [
-        f"p{u.partition}",
+        u.partition,
         u.offset,
-        str(u.offset),
         u.event_ts,
-        repr(float(u.event_ts)),  # shortest exact text: Redis parses back the same double
+        repr(float(u.event_ts)),
         u.day,
         u.hour,
-        str(int(u.units)),
-        str(int(u.revenue_milli)),
-        repr(float(u.price)),
+        u.units,
+        u.revenue_milli,
+        u.price,
         u.dedup_key,
         u.category or "",
     ]

@@ -3,8 +3,8 @@
 -- KEYS, four per SKU i (all hash-tagged by the SKU, so one SKU is one cluster slot):
 --   KEYS[4i-3] meta hash   KEYS[4i-2] day ring   KEYS[4i-1] hour ring   KEYS[4i] seen zset
 -- ARGV[1] JSON: one list per SKU of events, in Kafka order
---   [partition field ("p<partition>"), offset, offset text, event_ts, event_ts text, day, hour,
---    units text, revenue_milli text, price text, dedup_key, category|""]
+--   [partition, offset, event_ts, event_ts text, day, hour, units, revenue_milli, price,
+--    dedup_key, category|""]
 -- ARGV[2..9]: grace_s, dedup_horizon_s, day_slots, hour_slots, idle_ttl_s, ttl_refresh_s,
 --             base_margin_days, base_margin_hours
 -- Reply: a JSON list with one list per SKU: [applied, fenced, duplicates, then one pair per late
@@ -14,9 +14,10 @@
 -- ZADD NX per event (the dedup check and the insert in one), one BITFIELD per touched day and
 -- hour, and one HSET of the changed fields. The seen set is trimmed once the watermark is a
 -- quarter horizon past the last trim, ring slots are zeroed only once a ring has wrapped, and
--- TTLs are refreshed every ttl_refresh_s of server time, not on every call. Values that are only
--- passed on to Redis (times, offsets, units, revenue, price) arrive as text too: Redis 7.0 turns
--- a Lua number into an argument with snprintf('%.17g'), which was a tenth of the server's time.
+-- TTLs are refreshed every ttl_refresh_s of server time, not on every call. The event time also
+-- arrives as text, for the per-event ZADD and the watermark: Redis 7.0 turns a Lua number into
+-- an argument with snprintf('%.17g'), which was a tenth of the server's time. (Text for every
+-- value cost the worker's Python more than it saved here.)
 
 local call, format = redis.call, string.format
 local SLOT = 12 -- bytes per bucket: units i32, orders u24, revenue_milli i40 (big-endian, saturating)
@@ -40,8 +41,12 @@ local function fmt(x) -- exact text of a double (event times, prices)
   return format('%.17g', x)
 end
 
--- Numbers still passed to redis.call (bit offsets, new day/hour indices) are turned into text by
--- Redis itself, in C, as '%.17g': exact for these integers, and cheaper than formatting them here.
+local function int(x) -- exact text of an integer-valued double (partition numbers)
+  return format('%d', x)
+end
+-- Other numbers passed to redis.call (per SKU: bit offsets, sums, offsets, day/hour indices)
+-- are turned into text by Redis itself, in C, as '%.17g': exact for these integers, and cheaper
+-- than formatting them here.
 
 local function zero_slots(key, s0, s1)
   call('SETRANGE', key, s0 * SLOT, string.rep(ZERO_SLOT, s1 - s0 + 1))
@@ -79,10 +84,9 @@ local function is_seen(sk, key, since)
 end
 
 local function accumulate(acc, bucket, units, rev)
-  -- units and rev are text; a bucket with one event passes them on as they came
   local s = acc[bucket]
   if s == nil then
-    acc[bucket] = {units, '1', rev}
+    acc[bucket] = {units, 1, rev}
   else
     s[1] = s[1] + units; s[2] = s[2] + 1; s[3] = s[3] + rev
   end
@@ -111,14 +115,14 @@ local function apply_sku(mk, dk, hk, sk, events)
     local p = events[j][1]
     if pfield[p] == nil then
       fields = fields or {unpack(META)}
-      fields[11] = p1
+      fields[11] = 'p' .. int(p1)
       pfield[p] = #fields + 1
-      fields[#fields + 1] = p
+      fields[#fields + 1] = 'p' .. int(p)
     end
   end
   local m
   if fields == nil then -- one partition: the common case, no argument table to build
-    m = call('HMGET', mk, 'wm', 'wd', 'wh', 'bd', 'bh', 'fs', 'ex', 'pr', 'cat', 'sm', p1)
+    m = call('HMGET', mk, 'wm', 'wd', 'wh', 'bd', 'bh', 'fs', 'ex', 'pr', 'cat', 'sm', 'p' .. int(p1))
   else
     m = call('HMGET', mk, unpack(fields))
   end
@@ -133,7 +137,7 @@ local function apply_sku(mk, dk, hk, sk, events)
     sm = tonumber(m[10]) or fs
   end
   local old_wd, old_wh = wd, wh
-  local last, last_text = {}, {}
+  local last, moved = {}, {}
   for p, k in pairs(pfield) do last[p] = m[k] and tonumber(m[k]) or -1 end
   local applied, fenced, dups = 0, 0, 0
   local late = {}
@@ -145,14 +149,14 @@ local function apply_sku(mk, dk, hk, sk, events)
   local fresh_seen = {} -- ZADD arguments for a fresh SKU (no per-event check needed)
 
   for j, ev in ipairs(events) do
-    local p, off, ts = ev[1], ev[2], ev[4]
+    local p, off, ts = ev[1], ev[2], ev[3]
     if off <= last[p] then
       fenced = fenced + 1
     else
       last[p] = off
-      last_text[p] = ev[3]
-      local key = ev[11]
-      local day, hour = ev[6], ev[7]
+      moved[p] = true
+      local key = ev[10]
+      local day, hour = ev[5], ev[6]
       local is_late = wm ~= nil and (ts < wm - grace or day < bd or hour < bh)
       -- (day < bd or hour < bh cannot happen while the base margins cover the grace period)
       -- duplicate: an applied event with this key and an event time within the horizon of
@@ -167,7 +171,7 @@ local function apply_sku(mk, dk, hk, sk, events)
         dup = false
       elseif is_late then
         dup = is_seen(sk, key, since)
-      elseif call('ZADD', sk, 'NX', ev[5], key) == 0 then
+      elseif call('ZADD', sk, 'NX', ev[4], key) == 0 then
         -- already there; an entry older than the horizon is a lingering one, not a duplicate
         dup = is_seen(sk, key, since)
         rescore = true
@@ -181,27 +185,27 @@ local function apply_sku(mk, dk, hk, sk, events)
         applied = applied + 1
         seen_new[key] = ts
         if fresh then
-          fresh_seen[#fresh_seen + 1] = ev[5]; fresh_seen[#fresh_seen + 1] = key
+          fresh_seen[#fresh_seen + 1] = ev[4]; fresh_seen[#fresh_seen + 1] = key
         elseif rescore then
-          call('ZADD', sk, ev[5], key)
+          call('ZADD', sk, ev[4], key)
         end
         if wm == nil then
           wm, wd, wh, fs, sm = ts, day, hour, ts, ts
           bd, bh = day - margin_d, hour - margin_h
-          wm_text, c_new = ev[5], true
+          wm_text, c_new = ev[4], true
         end
         if ts >= wm then
           -- the latest event by event time (ties: the later offset) sets price and category
-          if ts > wm then wm = ts; wm_text = ev[5]; c_wm = true end
-          price = ev[10]
-          if ev[12] ~= '' then cat = ev[12] end
+          if ts > wm then wm = ts; wm_text = ev[4]; c_wm = true end
+          price = ev[9]
+          if ev[11] ~= '' then cat = ev[11] end
         end
         if day > wd then wd = day; c_wd = true end
         if hour > wh then wh = hour; c_wh = true end
         if ts < fs then fs = ts; c_fs = true end
         if ts < sm then sm = ts; c_sm = true end
-        accumulate(day_acc, day, ev[8], ev[9])
-        accumulate(hour_acc, hour, ev[8], ev[9])
+        accumulate(day_acc, day, ev[7], ev[8])
+        accumulate(hour_acc, hour, ev[7], ev[8])
       end
     end
   end
@@ -229,12 +233,12 @@ local function apply_sku(mk, dk, hk, sk, events)
       if c_fs then hset[#hset + 1] = 'fs'; hset[#hset + 1] = fs end
       if c_sm then hset[#hset + 1] = 'sm'; hset[#hset + 1] = sm end
     end
-    if price ~= nil and price ~= m[8] then hset[#hset + 1] = 'pr'; hset[#hset + 1] = price end
+    if price ~= nil and price ~= tonumber(m[8]) then hset[#hset + 1] = 'pr'; hset[#hset + 1] = fmt(price) end
     if cat ~= nil and cat ~= m[9] then hset[#hset + 1] = 'cat'; hset[#hset + 1] = cat end
   end
-  for p, text in pairs(last_text) do
-    hset[#hset + 1] = p
-    hset[#hset + 1] = text
+  for p, _ in pairs(moved) do
+    hset[#hset + 1] = fields and fields[pfield[p]] or 'p' .. int(p)
+    hset[#hset + 1] = last[p]
   end
   if #hset > 0 then
     local refreshed = tonumber(m[7])
