@@ -166,17 +166,28 @@ class ProfileLearner:
         w = np.ones(len(categories)) if weight is None else np.asarray(weight, dtype=np.float64)
         np.add.at(self._counts, (rows[ok], day_of_week(np.asarray(day)[ok]),
                                  np.asarray(hour_of_day, dtype=np.int64)[ok] % HOURS), w[ok])
-        mass = self._counts.sum(axis=2, keepdims=True)
-        self._counts *= np.minimum(1.0, self.max_mass / np.maximum(mass, 1.0))
+        # Only the categories counted into can have passed max_mass (the rest were scaled before).
+        touched = np.unique(rows[ok])
+        counts = self._counts[touched]
+        mass = counts.sum(axis=2, keepdims=True)
+        self._counts[touched] = counts * np.minimum(1.0, self.max_mass / np.maximum(mass, 1.0))
 
     def shares(self) -> np.ndarray:
         """(P + 1, 7, 24): row 0 is the prior, row ``r + 1`` the learned category ``r``."""
+        return self.shares_for(np.arange(len(self._index) + 1))
+
+    def shares_for(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), 7, 24): the profiles of these :meth:`rows_for` indices, and only those (a
+        shop with thousands of categories would otherwise recompute all of them per call)."""
+        rows = np.asarray(rows, dtype=np.int64)
         prior = self.prior.share[None]
-        if not self._index:
-            return prior
-        total = self._counts.sum(axis=2, keepdims=True)
-        learned = (self.prior_mass * prior + self._counts) / (self.prior_mass + total)
-        return np.concatenate([prior, learned])
+        out = np.repeat(prior, len(rows), axis=0)
+        learned = rows > 0
+        if learned.any():
+            counts = self._counts[rows[learned] - 1]
+            total = counts.sum(axis=2, keepdims=True)
+            out[learned] = (self.prior_mass * prior + counts) / (self.prior_mass + total)
+        return out
 
     def rows_for(self, categories: Sequence[str | None]) -> np.ndarray:
         """Index into :meth:`shares` per category (0, the prior, for an unseen one)."""

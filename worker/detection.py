@@ -76,7 +76,22 @@ class DetectionContext:
 
     def share(self, categories: Sequence[str | None], at: LocalMoment) -> np.ndarray:
         """Share of each SKU's day normally seen at its moment (its category's hour profile)."""
-        return share_seen(self.profiles.shares(), self.profiles.rows_for(categories), at.day, at.hour % 24, at.fraction)
+        rows, profiles = self._profiles_of(categories)
+        return share_seen(profiles, rows, at.day, at.hour % 24, at.fraction)
+
+    def share_at_hours(self, categories: Sequence[str | None], day: np.ndarray, hours: np.ndarray) -> np.ndarray:
+        """(n, K): share of each SKU's ``day`` normally seen by the start of each of its K local
+        hour indices ``hours`` (n, K); one pass for all K."""
+        n, k = hours.shape
+        rows, profiles = self._profiles_of(categories)
+        seen = share_seen(profiles, np.repeat(rows, k), np.repeat(np.asarray(day), k), hours.ravel() % 24,
+                          np.zeros(n * k))
+        return seen.reshape(n, k)
+
+    def _profiles_of(self, categories: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
+        """Per SKU an index into the returned hour profiles: those of the batch's categories only."""
+        unique, inverse = np.unique(self.profiles.rows_for(categories), return_inverse=True)
+        return inverse.ravel(), self.profiles.shares_for(unique)
 
     def idle_due(self, touched: set[str]) -> IdleChecks:
         """Watched SKUs of every partition whose clock entered a new hour since its last check."""

@@ -26,7 +26,7 @@ from streams.window_store import DayWindows, HourWindows, OrderUpdate, WindowSto
 from worker import metrics
 from worker.alerting import AlertStates, AlertTracker, Context, MemoryAlertStates, SkuAlerts, thresholds_for
 from worker.coalesce import ForecastCoalescer, first_positions
-from worker.detection import DetectionContext, IdleChecks, LocalMoment
+from worker.detection import DetectionContext, IdleChecks
 from worker.emitter import Emitter, encode
 from worker.forecast_memo import ForecastMemo
 from worker.settings import Settings
@@ -356,8 +356,7 @@ class BatchProcessor:
         recent: dict[str, np.ndarray] = {}
         if batch.recent_first_hour is not None and batch.recent_units is not None and batch.recent_orders is not None:
             firsts = batch.recent_first_hour
-            start = np.stack([ctx.share(batch.categories, LocalMoment(at.day, firsts[:, j], np.zeros(n)))
-                              for j in range(firsts.shape[1])], axis=1)
+            start = ctx.share_at_hours(batch.categories, at.day, firsts)
             recent = {"recent_units": batch.recent_units, "recent_orders": batch.recent_orders,
                       "recent_share": np.where(firsts > 0, share[:, None] - start, 0.0)}
         scores = score(DetectorInputs(q, today_fc[:, 0], window_fc, batch.units[:, -w:], batch.orders[:, -w:],

@@ -191,3 +191,39 @@ def test_market_level_matches_a_plain_per_sku_reference_over_random_batches() ->
             want = market_level(np.array([max(ref.obs.get(d, 0.0) - own_obs, 0.0)]),
                                 np.array([max(exp * (0.5 if d == 111 else 1.0), 0.0)]), prior=5.0)[0]
             assert got[i, j] == pytest.approx(want)
+
+
+def test_profiles_of_a_few_categories_match_the_full_table_and_the_decay() -> None:
+    rng = np.random.default_rng(3)
+    learner = ProfileLearner(prior_mass=5.0, max_mass=15.0)
+    cats = [f"c{i}" for i in range(40)] + [None]
+    for _ in range(30):
+        picked = [cats[i] for i in rng.integers(0, len(cats), size=200)]
+        learner.observe(picked, rng.integers(15000, 15007, size=200), rng.integers(0, 24, size=200))
+    # Every category past max_mass is scaled back to it on the batch that counted into it.
+    assert learner._counts.sum(axis=2).max() == pytest.approx(15.0)
+    full = learner.shares()
+    rows = learner.rows_for(["c3", None, "unseen", "c39", "c3"])
+    assert np.array_equal(learner.shares_for(rows), full[rows])
+
+
+def test_share_at_several_hours_equals_one_moment_at_a_time() -> None:
+    from worker.detection import DetectionContext, LocalMoment
+
+    ctx = DetectionContext("Europe/London", max_watched=10)
+    rng = np.random.default_rng(5)
+    cats = ["toys", "garden", None]
+    ctx.profiles.observe([cats[i] for i in rng.integers(0, 3, size=500)], rng.integers(15000, 15007, size=500),
+                         rng.integers(0, 24, size=500))
+    skus_cats = ["garden", None, "toys", "unknown"]
+    day = np.array([15001, 15002, 15003, 15004])
+    hours = day[:, None] * 24 + np.array([[0, 5, 9], [3, 12, 23], [7, 8, 9], [1, 2, 22]])
+    got = ctx.share_at_hours(skus_cats, day, hours)
+    for j in range(3):
+        one = ctx.share(skus_cats, LocalMoment(day, hours[:, j], np.zeros(4)))
+        assert np.allclose(got[:, j], one)
+    full = ctx.profiles.shares()
+    rows = ctx.profiles.rows_for(skus_cats)
+    from model.nowcast import share_seen
+
+    assert np.allclose(got[:, 1], share_seen(full, rows, day, hours[:, 1] % 24, np.zeros(4)))
