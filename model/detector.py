@@ -217,11 +217,14 @@ def score(inp: DetectorInputs, th: Thresholds) -> Scores:
     opu = np.asarray(inp.orders_per_unit, dtype=np.float64)
     level = np.ones((n, w)) if inp.level is None else np.asarray(inp.level, dtype=np.float64)
     mature = np.ones(n, dtype=bool) if inp.history_days is None else inp.history_days >= th.min_history_days
-    # The forecast is still digesting a recent anomaly of the other kind: not a fresh one.
-    settled_s = mature if inp.since_drop is None else mature & (np.asarray(inp.since_drop) > th.settle_days)
-    settled_d = mature if inp.since_surge is None else mature & (np.asarray(inp.since_surge) > th.settle_days)
-    if th.settle_days <= 0:
-        settled_s = settled_d = mature
+
+    def settled(since_other: np.ndarray | None) -> np.ndarray:
+        """Mature rows not still digesting a recent anomaly of the other kind (within settle_days)."""
+        if since_other is None or th.settle_days <= 0:
+            return mature
+        return mature & (np.asarray(since_other) > th.settle_days)
+
+    settled_s, settled_d = settled(inp.since_drop), settled(inp.since_surge)
 
     def z_up(observed: np.ndarray, expected: np.ndarray) -> np.ndarray:
         return margin_z(observed, expected, th.margin)[0]

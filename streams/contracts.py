@@ -126,6 +126,11 @@ class ForecastEvent(_Wire):
         return self
 
 
+def wire_json(event: BaseModel) -> bytes:
+    """JSON bytes of a wire model, straight from pydantic's Rust serializer (Kafka and Redis alike)."""
+    return bytes(event.__pydantic_serializer__.to_json(event))
+
+
 def check_forecast_values(values: np.ndarray, horizon: int, n_quantiles: int) -> None:
     """:class:`ForecastEvent`'s value rules for a whole batch (n, horizon, quantiles) at once.
 

@@ -29,19 +29,11 @@ from typing import cast
 
 from redis.asyncio import Redis, RedisCluster
 
-from streams.contracts import AlertEvent, ForecastEvent
+from streams.contracts import AlertEvent, ForecastEvent, wire_json
 from streams.redis_scripts import set_many, sku_tag
 
 MOVER_DAYS = 7
 """A mover's score: the p50 forecast summed over this many days (or the horizon, if shorter)."""
-
-
-async def _none() -> None:
-    return None
-
-
-def _json(event: ForecastEvent | AlertEvent) -> bytes:
-    return bytes(event.__pydantic_serializer__.to_json(event))
 
 
 def mover_score(fc: ForecastEvent) -> float:
@@ -88,23 +80,23 @@ class LatestOutputs:
         if not forecasts and not alerts:
             return
         pipe = self._client.pipeline(transaction=False)
-        skus = [fc.sku for fc in forecasts]
-        writes = set_many(self._client, skus, [self.forecast_key(s) for s in skus],
-                          forecast_json if forecast_json is not None else [_json(fc) for fc in forecasts],
-                          self._ttl) if forecasts else _none()
+        writes = []
         if forecasts:
+            skus = [fc.sku for fc in forecasts]
+            values = forecast_json if forecast_json is not None else [wire_json(fc) for fc in forecasts]
+            writes.append(set_many(self._client, skus, [self.forecast_key(s) for s in skus], values, self._ttl))
             pipe.zadd(self.movers_key, {fc.sku: mover_score(fc) for fc in forecasts})
             pipe.zremrangebyrank(self.movers_key, 0, -(self._max_movers + 1))
         for alert in alerts:  # in event order: a batch may open and resolve the same SKU
             if alert.state == "resolved":
                 pipe.hdel(self.open_key, alert.sku)
             else:
-                pipe.hset(self.open_key, alert.sku, _json(alert))
+                pipe.hset(self.open_key, alert.sku, wire_json(alert))
         if alerts:
-            pipe.lpush(self.recent_key, *[_json(a) for a in alerts])
+            pipe.lpush(self.recent_key, *[wire_json(a) for a in alerts])
             pipe.ltrim(self.recent_key, 0, self._max_recent - 1)
         # The SKU keys and the shared keys (movers, alerts) travel side by side.
-        await asyncio.gather(pipe.execute(), writes)
+        await asyncio.gather(pipe.execute(), *writes)
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
-from streams.contracts import AlertEvent, DeadLetter, ForecastEvent, LateEvent
+from streams.contracts import AlertEvent, DeadLetter, ForecastEvent, LateEvent, wire_json
 
 log = logging.getLogger("skucast.emitter")
 
@@ -32,9 +32,8 @@ Message = tuple[str, bytes | None, bytes]
 """(topic, key, value)."""
 
 
-def encode(event: Any) -> bytes:
-    """JSON bytes of a wire model, straight from pydantic's Rust serializer."""
-    return bytes(event.__pydantic_serializer__.to_json(event))
+encode = wire_json
+"""JSON bytes of a wire model (:func:`streams.contracts.wire_json`)."""
 
 
 class Emitter(Protocol):

@@ -20,7 +20,7 @@ import numpy as np
 from model.detector import DetectorInputs, active_festivals, orders_per_unit, quantile_mean, scan_hours, score
 from model.thresholds import Thresholds
 from streams.buckets import day_to_date
-from streams.contracts import AlertEvent, ForecastEvent, LateEvent, OrderEvent, check_forecast_values
+from streams.contracts import AlertEvent, DeadLetter, ForecastEvent, LateEvent, OrderEvent, check_forecast_values
 from streams.ingest import RawRecord, decode_orders
 from streams.window_store import DayWindows, HourWindows, OrderUpdate, WindowStore, updates_from_orders
 from worker import metrics
@@ -212,13 +212,7 @@ class BatchProcessor:
         skus = self._coalescer.select(positions, len(records), time.monotonic())
         self._detect.observe([u for u in updates if (u.partition, u.offset) not in late_set])
         forecasts, alerts = await self._forecast(skus, now) if skus else ([], [])
-        # The query API's copy is written while Kafka acknowledges: one wait, not two in a row.
-        # Each forecast is serialised once for both.
-        forecast_json = [encode(f) for f in forecasts]
-        await asyncio.gather(
-            self._emitter.emit(forecasts, alerts, decoded.dead, late, forecast_json),
-            self._on_outputs(forecasts, alerts, forecast_json) if self._on_outputs is not None else _none())
-        await self._alerts.commit()  # only once delivered: a crash re-sends, never loses, an alert
+        await self._deliver(forecasts, alerts, decoded.dead, late)
         self._count(result.applied, result.fenced, result.duplicates, decoded.dead, late, forecasts, alerts)
         return BatchOutcome(len(records), result.applied, len(decoded.dead), len(late), len(forecasts), len(alerts))
 
@@ -234,14 +228,21 @@ class BatchProcessor:
             return 0
         now = self._clock()
         forecasts, alerts = await self._forecast(skus, now)
-        forecast_json = [encode(f) for f in forecasts]
-        await asyncio.gather(
-            self._emitter.emit(forecasts, alerts, [], [], forecast_json),
-            self._on_outputs(forecasts, alerts, forecast_json) if self._on_outputs is not None else _none())
-        await self._alerts.commit()
+        await self._deliver(forecasts, alerts, [], [])
         self._coalescer.forecasted(skus, time.monotonic())  # only now may their offsets be committed
         self._count(0, 0, 0, [], [], forecasts, alerts)
         return len(forecasts)
+
+    async def _deliver(self, forecasts: list[ForecastEvent], alerts: list[AlertEvent], dead: list[DeadLetter],
+                       late: list[LateEvent]) -> None:
+        """Publish a batch's outputs, then store its alert states."""
+        # The query API's copy is written while Kafka acknowledges: one wait, not two in a row.
+        # Each forecast is serialised once for both.
+        forecast_json = [encode(f) for f in forecasts]
+        await asyncio.gather(
+            self._emitter.emit(forecasts, alerts, dead, late, forecast_json),
+            self._on_outputs(forecasts, alerts, forecast_json) if self._on_outputs is not None else _none())
+        await self._alerts.commit()  # only once delivered: a crash re-sends, never loses, an alert
 
     def _late_event(self, u: OrderUpdate, order: OrderEvent, watermark_ts: float) -> LateEvent:
         return LateEvent(
