@@ -9,7 +9,7 @@ for many keys instead of one per key (redis-py's per-command cost is most of the
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import hiredis
@@ -17,7 +17,8 @@ import orjson
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.connection import AbstractConnection, Connection
 from redis.crc import key_slot
-from redis.exceptions import NoScriptError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.typing import KeyT
 
 RedisT = TypeVar("RedisT", Redis, RedisCluster)
@@ -84,6 +85,10 @@ def slot_groups(skus: Sequence[str], cluster: bool, per_call: int) -> list[list[
     return [b[j : j + per_call] for b in buckets for j in range(0, len(b), per_call)]
 
 
+Call = tuple[Sequence[KeyT], Sequence[Any]]
+"""One script call: its keys and its arguments."""
+
+
 class LuaScript:
     """A Lua script run by EVALSHA inside pipelines; reloaded on every node after NOSCRIPT."""
 
@@ -92,13 +97,37 @@ class LuaScript:
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
     async def run(
-        self, client: Redis | RedisCluster, calls: Sequence[tuple[Sequence[KeyT], Sequence[Any]]]
+        self, client: Redis | RedisCluster, calls: Iterable[Call], parse: Callable[[int, Any], Any] | None = None
     ) -> list[Any]:
-        """Run every call in one pipeline (one round trip per node); their replies in order."""
-        results: list[Any] = [None] * len(calls)
-        pending = list(range(len(calls)))
+        """Run every call in one pipeline (one round trip per node); their replies in order, each
+        passed through ``parse(call index, reply)`` if given.
+
+        On a standalone server each call is sent as soon as ``calls`` yields it and each reply is
+        parsed as it arrives, so the server works while the client builds the next calls and
+        parses earlier replies (pass a generator to get that). After a dropped connection calls
+        may be sent, and their replies parsed, again: scripts run this way must be safe to repeat
+        and ``parse`` must be a pure function.
+        """
+
+        def parsed(i: int, reply: Any) -> Any:
+            return reply if parse is None or isinstance(reply, Exception) else parse(i, reply)
+
+        built: list[Call] = []
+        if isinstance(client, RedisCluster):
+            built = list(calls)
+            replies = await self._send(client, built, range(len(built)))
+            # redis-py's cluster pipeline does not retry a dropped connection (the reply is the
+            # error); the scripts run here are all safe to repeat, so resend those calls once.
+            dropped = [i for i, reply in enumerate(replies) if isinstance(reply, RedisConnectionError)]
+            if dropped:
+                for i, reply in zip(dropped, await self._send(client, built, dropped), strict=True):
+                    replies[i] = reply
+            replies = [parsed(i, reply) for i, reply in enumerate(replies)]
+        else:
+            replies = await self._stream(client, _recorded(calls, built), parsed)
+        results: list[Any] = [None] * len(built)
+        pending: Sequence[int] = range(len(built))
         for attempt in range(2):
-            replies = await self._send(client, calls, pending)
             missing = []
             for i, reply in zip(pending, replies, strict=True):
                 if isinstance(reply, NoScriptError) and attempt == 0:
@@ -112,20 +141,66 @@ class LuaScript:
             # On a cluster SCRIPT LOAD goes to every primary (a failover or restart loses scripts).
             await client.script_load(self.source)
             pending = missing
+            resent = await self._send(client, built, missing)
+            replies = [parsed(i, reply) for i, reply in zip(missing, resent, strict=True)]
         return results
 
-    async def _send(
-        self, client: Redis | RedisCluster, calls: Sequence[tuple[Sequence[KeyT], Sequence[Any]]], which: list[int]
-    ) -> list[Any]:
+    def _command(self, call: Call) -> tuple[Any, ...]:
+        keys, args = call
+        return ("EVALSHA", self.sha, len(keys), *keys, *args)
+
+    async def _send(self, client: Redis | RedisCluster, calls: Sequence[Call], which: Iterable[int]) -> list[Any]:
         pipe = client.pipeline(transaction=False)
         for i in which:
-            keys, args = calls[i]
             # Raw command: redis-py blocks ``evalsha`` in cluster pipelines because it cannot
             # reload scripts there; run() does that itself.
-            pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+            pipe.execute_command(*self._command(calls[i]))
         replies: list[Any] = await pipe.execute(raise_on_error=False)
         return replies
 
+    async def _stream(
+        self, client: Redis, calls: Iterator[Call], parsed: Callable[[int, Any], Any]
+    ) -> list[Any]:
+        """A pipeline on one connection that writes each command as soon as it is built, then
+        reads and parses every reply (error replies as exception objects, like a pipeline's)."""
+        pool = client.connection_pool
+        conn = await pool.get_connection()
+        sent: list[Any] = []
+
+        async def attempt() -> list[Any]:
+            for command in sent:  # a retry after a lost connection resends what was built
+                await conn.send_packed_command(command, check_health=False)
+            for call in calls:
+                command = conn.pack_command(*self._command(call))
+                sent.append(command)
+                await conn.send_packed_command(command, check_health=False)
+            replies: list[Any] = []
+            for i in range(len(sent)):
+                try:
+                    replies.append(parsed(i, await conn.read_response()))
+                except ResponseError as error:
+                    replies.append(error)
+            return replies
+
+        async def on_failure(_error: Exception) -> None:
+            await conn.disconnect()
+
+        try:
+            replies: list[Any] = await conn.retry.call_with_retry(attempt, on_failure)
+            return replies
+        except BaseException:
+            # an interrupted exchange leaves unread replies: never hand the socket back as is
+            await conn.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(conn)
+
+
+def _recorded(calls: Iterable[Call], into: list[Call]) -> Iterator[Call]:
+    """``calls``, each also appended to ``into`` as it is taken (for a resend after NOSCRIPT)."""
+    for call in calls:
+        into.append(call)
+        yield call
 
 
 _HMGET_MANY = LuaScript("""

@@ -36,7 +36,7 @@ Usage (``client`` a ``redis.asyncio.Redis`` or ``RedisCluster``)::
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib.resources import files
 from typing import Any
 
@@ -44,7 +44,7 @@ import numpy as np
 import orjson
 from redis.asyncio import Redis, RedisCluster
 
-from streams.redis_scripts import LuaScript, sku_tag, slot_groups
+from streams.redis_scripts import Call, LuaScript, sku_tag, slot_groups
 from streams.window_store import (
     ApplyResult,
     DayWindows,
@@ -181,29 +181,40 @@ class RedisWindowStore:
             by_sku.setdefault(u.sku, []).append(i)
         skus = list(by_sku)
         groups = self._groups(skus)
-        calls = []
-        for group in groups:
-            keys: list[bytes] = []
-            events = []
-            for g in group:
-                keys.extend(self._keys(skus[g]))
-                events.append([_wire(updates[i]) for i in by_sku[skus[g]]])
-            calls.append((keys, [orjson.dumps(events, option=orjson.OPT_SERIALIZE_NUMPY), *self._apply_args]))
-        replies = await self._apply.run(self._client, calls)
+
+        def calls() -> Iterator[Call]:  # built one by one: Redis runs each while the next is built
+            for group in groups:
+                keys: list[bytes] = []
+                events = []
+                for g in group:
+                    keys.extend(self._keys(skus[g]))
+                    events.append([_wire(updates[i]) for i in by_sku[skus[g]]])
+                yield keys, [orjson.dumps(events, option=orjson.OPT_SERIALIZE_NUMPY), *self._apply_args]
+
+        def counted(call: int, reply: bytes) -> tuple[int, int, int, list[str], list[tuple[int, float]]]:
+            """One call's (applied, fenced, duplicates, touched SKUs, late (position, watermark))."""
+            applied = fenced = dups = 0
+            touched: list[str] = []
+            late: list[tuple[int, float]] = []
+            for g, counts in zip(groups[call], orjson.loads(reply), strict=True):
+                applied += counts[0]
+                fenced += counts[1]
+                dups += counts[2]
+                if counts[0]:
+                    touched.append(skus[g])
+                if len(counts) > 3:
+                    positions = by_sku[skus[g]]
+                    late.extend((positions[counts[k]], float(counts[k + 1])) for k in range(3, len(counts), 2))
+            return applied, fenced, dups, touched, late
 
         result = ApplyResult()
         late: list[tuple[int, float]] = []
-        for group, reply in zip(groups, replies, strict=True):
-            for g, counts in zip(group, orjson.loads(reply), strict=True):
-                applied, fenced, dups = counts[:3]
-                positions = by_sku[skus[g]]
-                for k in range(3, len(counts), 2):
-                    late.append((positions[counts[k]], float(counts[k + 1])))
-                result.applied += applied
-                result.fenced += fenced
-                result.duplicates += dups
-                if applied:
-                    result.touched.append(skus[g])
+        for applied, fenced, dups, touched, call_late in await self._apply.run(self._client, calls(), counted):
+            result.applied += applied
+            result.fenced += fenced
+            result.duplicates += dups
+            result.touched.extend(touched)
+            late.extend(call_late)
         late.sort()
         result.late = [updates[i] for i, _ in late]
         result.late_watermark_ts = [wm for _, wm in late]

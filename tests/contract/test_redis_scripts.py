@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
+from redis.exceptions import ResponseError
 
-from streams.redis_scripts import hmget_many, set_many, sku_tag, slot_groups
+from streams.redis_scripts import LuaScript, hmget_many, set_many, sku_tag, slot_groups
 from tests.contract.conftest import Backend
 
 pytestmark = [pytest.mark.contract]
@@ -86,3 +90,76 @@ def test_hiredis_packing_sends_the_same_bytes_and_works_on_a_server(backend: Bac
             await fast.aclose()
 
     backend.run(body)
+
+
+_ECHO = LuaScript("""
+if ARGV[1] == 'fail' then return redis.error_reply('asked to fail') end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+""")
+
+
+def _echo_calls(prefix: str, values: list[str]) -> list[tuple[list[str], list[str]]]:
+    return [([f"{prefix}:{{echo}}:{i}"], [v]) for i, v in enumerate(values)]
+
+
+def test_script_replies_come_back_in_order_and_an_error_reply_leaves_the_connection_usable(
+    backend: Backend,
+) -> None:
+    async def body(store: Any, client: Any) -> None:
+        values = [f"v{i}" for i in range(40)]
+        assert await _ECHO.run(client, iter(_echo_calls(store.prefix, values))) == [v.encode() for v in values]
+        with pytest.raises(ResponseError, match="asked to fail"):
+            await _ECHO.run(client, _echo_calls(store.prefix, ["a", "fail", "b"]))
+        # every reply of the failed run was read: the next run gets its own replies
+        assert await _ECHO.run(client, _echo_calls(store.prefix, ["c", "d"])) == [b"c", b"d"]
+        assert await client.get(f"{store.prefix}:{{echo}}:2") == b"b"  # the calls after the error ran
+        await client.delete(*(key for (key,), _ in _echo_calls(store.prefix, values)))
+
+    backend.run(body)
+
+
+def test_a_standalone_server_runs_each_call_while_the_next_is_built(both_backends: list[Backend]) -> None:
+    standalone = next(b for b in both_backends if b.name == "standalone")
+    host, port = standalone.address.split(":")
+    probe = redis.Redis(host=host, port=int(port))
+
+    async def body(store: Any, client: Any) -> None:
+        calls = _echo_calls(store.prefix, ["first", "second"])
+        seen_before_second: list[Any] = []
+
+        def lazily() -> Iterator[tuple[list[str], list[str]]]:
+            yield calls[0]
+            # the first call is on the wire already: the server runs it while this one is built
+            deadline = time.monotonic() + 5
+            while probe.get(calls[0][0][0]) is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            seen_before_second.append(probe.get(calls[0][0][0]))
+            yield calls[1]
+
+        assert await _ECHO.run(client, lazily()) == [b"first", b"second"]
+        assert seen_before_second == [b"first"]
+        await client.delete(calls[0][0][0], calls[1][0][0])
+
+    standalone.run(body)
+
+
+def test_a_run_survives_a_dropped_connection_and_a_flushed_script_cache(backend: Backend) -> None:
+    async def body(store: Any, client: Any) -> None:
+        values = ["x", "y", "z"]
+        assert await _ECHO.run(client, _echo_calls(store.prefix, values)) == [b"x", b"y", b"z"]
+        for host, port in _node_addresses(client):
+            with redis.Redis(host=host, port=port) as node:
+                node.client_kill_filter(_type="normal", skipme=True)  # drops the client's pooled ones
+                node.script_flush()
+        assert await _ECHO.run(client, _echo_calls(store.prefix, ["p", "q"])) == [b"p", b"q"]
+        await client.delete(*(key for (key,), _ in _echo_calls(store.prefix, values)))
+
+    backend.run(body)
+
+
+def _node_addresses(client: Any) -> list[tuple[str, int]]:
+    if hasattr(client, "get_nodes"):
+        return [(node.host, int(node.port)) for node in client.get_nodes()]
+    kwargs = client.connection_pool.connection_kwargs
+    return [(kwargs["host"], int(kwargs["port"]))]
