@@ -151,7 +151,7 @@ class RedisWindowStore:
         ]
         self._key_cache: dict[str, bytes] = {}
         self._apply = LuaScript(_APPLY_LUA)
-        self._read = LuaScript(_READ_LUA)
+        self._read_script = LuaScript(_READ_LUA)
 
     @property
     def prefix(self) -> str:
@@ -223,48 +223,61 @@ class RedisWindowStore:
 
     # -- reads ------------------------------------------------------------------------------
 
-    async def _read_grain(
-        self, grain: Grain, skus: Sequence[str], length: int, end: Sequence[int] | None
-    ) -> tuple[np.ndarray, np.ndarray, list[SkuMeta | None]]:
-        """(end bucket per SKU, (n, length) BUCKET_DTYPE buckets, meta) for one grain."""
-        if length < 1:
+    async def _read(
+        self, grains: str, skus: Sequence[str], lengths: dict[str, int], end: Sequence[int] | None
+    ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[SkuMeta | None]]:
+        """Per grain read (``"d"``, ``"h"``): (end bucket per SKU, (n, length) BUCKET_DTYPE
+        buckets); and the SKUs' meta. Both grains come from one Lua call per group of SKUs."""
+        if any(length < 1 for length in lengths.values()):
             raise ValueError("length must be >= 1")
         if end is not None and len(end) != len(skus):
             raise ValueError("end must give one bucket per SKU")
-        ring, slots = ("d", self.day_slots) if grain == "day" else ("h", self.hour_slots)
         groups = self._groups(skus)
-        calls = []
-        for group in groups:
-            keys: list[bytes] = []
-            for g in group:
-                meta_key, day_key, hour_key, _ = self._keys(skus[g])
-                keys += [meta_key, day_key if ring == "d" else hour_key]
-            ends = ["" if end is None else str(int(end[g])) for g in group]
-            calls.append((keys, [ring, str(slots), str(length), *ends]))
-        replies = await self._read.run(self._client, calls)
+        fixed = [grains, str(self.day_slots), str(self.hour_slots), str(lengths.get("d", 1)), str(lengths.get("h", 1))]
+
+        def calls() -> Iterator[Call]:
+            for group in groups:
+                keys: list[bytes] = []
+                for g in group:
+                    meta_key, day_key, hour_key, _ = self._keys(skus[g])
+                    keys.append(meta_key)
+                    if "d" in grains:
+                        keys.append(day_key)
+                    if "h" in grains:
+                        keys.append(hour_key)
+                yield keys, [*fixed, *("" if end is None else str(int(end[g])) for g in group)]
 
         n = len(skus)
-        ends_out = np.zeros(n, dtype=np.int64)
-        data = np.zeros((n, length), dtype=BUCKET_DTYPE)
+        out = {
+            grain: (np.zeros(n, dtype=np.int64), np.zeros((n, lengths[grain]), dtype=BUCKET_DTYPE))
+            for grain in grains
+        }
         metas: list[SkuMeta | None] = [None] * n
-        for group, (header, blob) in zip(groups, replies, strict=True):
-            buckets = decode_slots(blob)
-            pos = 0
-            for g, row in zip(group, orjson.loads(header), strict=True):
-                metas[g] = _parse_meta(skus[g], row[:6])
-                e, lo, hi = row[6:9]
-                if e is False:
-                    continue  # unknown SKU and no end given: zeros, end bucket 0
-                ends_out[g] = e
-                if lo <= hi:
-                    first = e - length + 1
-                    data[g, lo - first : hi - first + 1] = buckets[pos : pos + hi - lo + 1]
-                    pos += hi - lo + 1
-        return ends_out, data, metas
 
-    async def read_days(self, skus: Sequence[str], length: int, end_day: Sequence[int] | None = None) -> DayWindows:
-        skus = list(skus)
-        ends, data, metas = await self._read_grain("day", skus, length, end_day)
+        def place(call: int, reply: list[bytes]) -> None:
+            # Writes rows no other call writes: running it again after a resend is harmless.
+            header, *blobs = reply
+            buckets = {grain: decode_slots(blobs[0 if grain == "d" else 1]) for grain in grains}
+            pos = dict.fromkeys(grains, 0)
+            for g, row in zip(groups[call], orjson.loads(header), strict=True):
+                metas[g] = _parse_meta(skus[g], row[:6])
+                for k, grain in enumerate(grains):
+                    e, lo, hi = row[6 + 3 * k : 9 + 3 * k]
+                    if e is False:
+                        continue  # unknown SKU and no end given: zeros, end bucket 0
+                    ends, data = out[grain]
+                    ends[g] = e
+                    if lo <= hi:
+                        first = e - lengths[grain] + 1
+                        data[g, lo - first : hi - first + 1] = buckets[grain][pos[grain] : pos[grain] + hi - lo + 1]
+                        pos[grain] += hi - lo + 1
+
+        await self._read_script.run(self._client, calls(), place)
+        return out, metas
+
+    @staticmethod
+    def _days(skus: list[str], read: tuple[np.ndarray, np.ndarray], metas: list[SkuMeta | None]) -> DayWindows:
+        ends, data = read
         return DayWindows(
             skus=skus,
             end_day=ends,
@@ -274,9 +287,9 @@ class RedisWindowStore:
             meta=metas,
         )
 
-    async def read_hours(self, skus: Sequence[str], length: int, end_hour: Sequence[int] | None = None) -> HourWindows:
-        skus = list(skus)
-        ends, data, metas = await self._read_grain("hour", skus, length, end_hour)
+    @staticmethod
+    def _hours(skus: list[str], read: tuple[np.ndarray, np.ndarray], metas: list[SkuMeta | None]) -> HourWindows:
+        ends, data = read
         return HourWindows(
             skus=skus,
             end_hour=ends,
@@ -285,6 +298,21 @@ class RedisWindowStore:
             revenue_milli=data["revenue_milli"].astype(np.float64),
             meta=metas,
         )
+
+    async def read_days(self, skus: Sequence[str], length: int, end_day: Sequence[int] | None = None) -> DayWindows:
+        skus = list(skus)
+        out, metas = await self._read("d", skus, {"d": length}, end_day)
+        return self._days(skus, out["d"], metas)
+
+    async def read_hours(self, skus: Sequence[str], length: int, end_hour: Sequence[int] | None = None) -> HourWindows:
+        skus = list(skus)
+        out, metas = await self._read("h", skus, {"h": length}, end_hour)
+        return self._hours(skus, out["h"], metas)
+
+    async def read_recent(self, skus: Sequence[str], days: int, hours: int) -> tuple[DayWindows, HourWindows]:
+        skus = list(skus)
+        out, metas = await self._read("dh", skus, {"d": days, "h": hours}, None)
+        return self._days(skus, out["d"], metas), self._hours(skus, out["h"], metas)
 
     async def meta(self, skus: Sequence[str]) -> list[SkuMeta | None]:
         pipe = self._client.pipeline(transaction=False)

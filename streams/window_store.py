@@ -112,6 +112,11 @@ class WindowStore(Protocol):
         """Last ``length`` hours up to ``end_hour`` (inclusive; default: the watermark hour)."""
         ...
 
+    async def read_recent(self, skus: Sequence[str], days: int, hours: int) -> tuple[DayWindows, HourWindows]:
+        """``read_days(skus, days)`` and ``read_hours(skus, hours)`` as of one moment (one round
+        trip on Redis: the worker's read of every batch)."""
+        ...
+
     async def meta(self, skus: Sequence[str]) -> list[SkuMeta | None]: ...
 
     async def totals(self, sku: str, grain: Grain) -> dict[int, tuple[int, int, int]]:

@@ -263,9 +263,8 @@ class BatchProcessor:
         idle = ctx.idle_due(set(skus)) if self._s.alert_watch_max_skus else IdleChecks()
         started = time.perf_counter()
         recent_hours = th.recent_hours
-        touched, hours, quiet, known = await asyncio.gather(
-            self._store.read_days(skus, width + w),
-            self._store.read_hours(skus, recent_hours) if recent_hours else _none(),
+        (touched, hours), quiet, known = await asyncio.gather(
+            self._read_touched(skus, width + w, recent_hours),
             self._store.read_days(idle.skus, width + w, end_day=idle.end_day) if idle.skus else _none(),
             tracker.load(skus + idle.skus),
         )
@@ -291,6 +290,13 @@ class BatchProcessor:
         alerts = self._alerts_of(batch, today_fc, window_fc, fallbacks[:m], history_days, known, model, th, now,
                                  windows)
         return forecasts, alerts
+
+    async def _read_touched(self, skus: list[str], days: int, hours: int) -> tuple[DayWindows, HourWindows | None]:
+        """The batch's day windows and, when the detector looks at trailing hours, hour windows
+        (both in one round trip)."""
+        if hours:
+            return await self._store.read_recent(skus, days, hours)
+        return await self._store.read_days(skus, days), None
 
     async def _predict(self, model: Forecasts, keys: list[tuple[str, int]], history: np.ndarray,
                        end_day: np.ndarray, history_days: np.ndarray) -> tuple[np.ndarray, list[str | None]]:

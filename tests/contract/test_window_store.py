@@ -293,6 +293,30 @@ def test_read_days_is_dense_and_aligned_at_end_day(backend: Backend) -> None:
     backend.run(body)
 
 
+def test_read_recent_is_read_days_and_read_hours_in_one_call(backend: Backend) -> None:
+    events = stream(seed=21, n_events=600, n_skus=12, span_days=12)
+    skus = [*sorted({e.sku for e in events}), "nobody"]
+
+    async def body(store: RedisWindowStore, client: Any) -> None:
+        for i in range(0, len(events), 100):
+            await store.apply(events[i : i + 100])
+        days, hours = await store.read_recent(skus, 9, 30)
+        alone_days, alone_hours = await store.read_days(skus, 9), await store.read_hours(skus, 30)
+        for got, want in ((days, alone_days), (hours, alone_hours)):
+            assert got.skus == want.skus == skus
+            assert got.meta == want.meta
+            for name in ("units", "orders", "revenue_milli"):
+                np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+        assert days.end_day.tolist() == alone_days.end_day.tolist()
+        assert hours.end_hour.tolist() == alone_hours.end_hour.tolist()
+        assert days.units.sum() > 0 and hours.units.sum() > 0  # the windows really hold orders
+        assert days.meta[-1] is None and days.units[-1].sum() == 0 == hours.units[-1].sum()
+
+    # one SKU per call too: the bytes of each grain are split per SKU correctly
+    backend.run(body)
+    backend.run(body, skus_per_call=1)
+
+
 @pytest.mark.parametrize(
     ("day", "utc_times", "expected_local_hours"),
     [
