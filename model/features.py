@@ -212,6 +212,15 @@ def add_season_channels(
     return past.astype(np.float32), future.astype(np.float32)
 
 
+@lru_cache(maxsize=32)
+def _calendar_span(spec: FeatureSpec, first: int, stop: int) -> np.ndarray:
+    """``spec.calendar`` of days ``first .. stop - 1``, read-only. Cached: the worker's batches of
+    a day all ask for the same span, and building it was a quarter of a small model call."""
+    span = spec.calendar(np.arange(first, stop))
+    span.flags.writeable = False
+    return span
+
+
 def make_inputs(
     history_units: np.ndarray,
     end_day: np.ndarray,
@@ -240,7 +249,7 @@ def make_inputs(
     scale, log_scale = window_scale(history_units)
     # Calendar once over the span of all rows, then gathered: rows share most days.
     first = int(end_day.min()) - lookback + 1 if n else 0
-    span = spec.calendar(np.arange(first, int(end_day.max()) + horizon + 1 if n else 0))
+    span = _calendar_span(spec, first, int(end_day.max()) + horizon + 1 if n else 0)
     offsets = end_day - first
     past_idx = offsets[:, None] + np.arange(-lookback + 1, 1)[None, :]
     future_idx = offsets[:, None] + np.arange(1, horizon + 1)[None, :]

@@ -120,3 +120,17 @@ def test_seasonal_naive_repeats_last_week() -> None:
     assert out[0].tolist() == [14, 15, 16, 17, 18, 19, 20, 14, 15, 16]
     with pytest.raises(ValueError):
         seasonal_naive(history[:, :5], horizon=3)
+
+
+def test_repeated_calls_share_the_calendar_but_never_its_memory() -> None:
+    from model.features import FeatureSpec
+
+    spec = FeatureSpec(market="UK")
+    ends = np.array([day_index(date(2011, 11, 20)), day_index(date(2011, 11, 25))])
+    first = make_inputs(np.ones((2, 56), np.float32), ends, horizon=14, spec=spec)
+    first["past_calendar"][:] = -1.0  # a caller scribbling on its inputs
+    again = make_inputs(np.ones((2, 56), np.float32), ends, horizon=14, spec=spec)
+    for i, end in enumerate(ends):
+        days = np.arange(end - 55, end + 15)
+        np.testing.assert_array_equal(again["past_calendar"][i], spec.calendar(days[:56]))
+        np.testing.assert_array_equal(again["future_calendar"][i], spec.calendar(days[56:]))
