@@ -70,6 +70,9 @@ def utc_offsets(event_ts_utc: np.ndarray, tz: str) -> np.ndarray:
     if not np.all(np.isfinite(ts)):
         raise ValueError("event times must be finite")
     seconds = np.floor(ts).astype(np.int64)
+    first, last = int(seconds.min()) // _BLOCK_S, int(seconds.max()) // _BLOCK_S
+    if first == last and (offset := _block_offset(tz, first)) != _MIXED:
+        return np.full(seconds.size, offset, dtype=np.int64)  # a small batch: one block, one offset
     blocks, inverse = np.unique(seconds // _BLOCK_S, return_inverse=True)
     per_block = np.array([_block_offset(tz, int(b)) for b in blocks], dtype=np.int64)
     offsets = per_block[inverse.reshape(-1)]

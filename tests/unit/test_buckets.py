@@ -101,6 +101,18 @@ def test_matches_zoneinfo_around_every_transition(tz: str) -> None:
         assert any(e % 900 for e in edges)
 
 
+@pytest.mark.parametrize("tz", ["Europe/London", "Australia/Lord_Howe", "Africa/Monrovia"])
+def test_a_small_batch_within_minutes_matches_zoneinfo_at_transitions(tz: str) -> None:
+    # a worker batch: a few events seconds apart (one 15-minute block, the fast path), including
+    # blocks that hold a transition
+    for edge in transitions(tz):
+        for start in (edge - 900.0, edge - 2.0, edge, edge + 600.0):
+            ts = start + np.array([0.0, 0.4, 1.0, 3.5])
+            day, hour = local_day_hour(ts, tz)
+            want = np.array([slow_day_hour(float(np.floor(t)), tz) for t in ts])
+            assert np.array_equal(day, want[:, 0]) and np.array_equal(hour, want[:, 1]), (tz, start)
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.floats(min_value=-2e9, max_value=4e9, allow_nan=False), min_size=1, max_size=40),
