@@ -4,6 +4,7 @@ A script call may only touch keys of one hash slot on a cluster, so SKUs are gro
 of their hash tag there; on a standalone server a call takes many SKUs at once. Either way every
 call of a batch goes in one non-transactional pipeline: one round trip per node, and one command
 for many keys instead of one per key (redis-py's per-command cost is most of the client's work).
+On a standalone server the pipeline is streamed: each call leaves as soon as it is built.
 """
 
 from __future__ import annotations

@@ -21,8 +21,10 @@ minus the grace period, so a young SKU's ring only grows as far as its history.
 
 Writes: ``window_apply.lua`` takes several SKUs per call on a standalone server and one hash
 slot's SKUs per call on a cluster; every call of a batch goes in one non-transactional
-pipeline (one round trip per node). Reads: ``window_read.lua``, batched the same way, returns a
-JSON header and the bucket bytes. SKUs whose braces would break the hash tag are
+pipeline (one round trip per node); on a standalone server each call is written as soon as it
+is built (:meth:`streams.redis_scripts.LuaScript.run`). Reads: ``window_read.lua``, batched the
+same way, returns a JSON header and the bucket bytes of one grain or of both
+(:meth:`RedisWindowStore.read_recent`). SKUs whose braces would break the hash tag are
 percent-encoded in keys.
 
 Usage (``client`` a ``redis.asyncio.Redis`` or ``RedisCluster``)::
