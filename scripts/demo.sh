@@ -5,6 +5,10 @@ set -euo pipefail
 VENV="${1:-$(bash "$(dirname "$0")/bootstrap.sh")}"
 cd "$(dirname "$0")/.."
 SK="$VENV/bin/skucast"
+# The demo's own namespace (topics, consumer group, Redis keys), wiped at the start of every run:
+# a second run replays the same orders into a fresh state instead of into the first run's.
+export SKUCAST_APP_ID=skucast-demo SKUCAST_TOPIC_PREFIX=demo. SKUCAST_REDIS_PREFIX=demo
+SKUCAST_NAMESPACE_HINT="SKUCAST_APP_ID=$SKUCAST_APP_ID SKUCAST_TOPIC_PREFIX=$SKUCAST_TOPIC_PREFIX SKUCAST_REDIS_PREFIX=$SKUCAST_REDIS_PREFIX"
 LOGS="${SKUCAST_STATE_DIR:-$HOME/.cache/skucast}/run/demo"
 mkdir -p "$LOGS"
 pids=()
@@ -12,6 +16,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 "$SK" services up
+"$SK" reset --yes
 "$SK" train --if-missing
 "$SK" worker >"$LOGS/worker.log" 2>&1 &
 pids+=($!)
@@ -32,4 +37,4 @@ pids+=($!)
 pids+=($!)
 "$SK" replay --speed 14400 --from 2011-11-28 --to 2011-12-10
 sleep 5
-echo "== done. Services stay up: 'skucast tail alerts --from-beginning' to see every alert, 'skucast services down' to stop. =="
+echo "== done. Services stay up: '$SKUCAST_NAMESPACE_HINT skucast tail alerts --from-beginning' to see every alert, 'skucast services down' to stop. =="

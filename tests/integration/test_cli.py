@@ -13,7 +13,7 @@ import pytest
 from tests.support import ROOT, SKUCAST
 
 COMMANDS = [[], ["services"], ["services", "up"], ["services", "down"], ["services", "status"], ["config", "show"],
-            ["train"], ["worker"], ["replay"], ["tail"], ["evaluate"], ["train-file"], ["evaluate-alerts"]]
+            ["train"], ["worker"], ["replay"], ["tail"], ["evaluate"], ["train-file"], ["evaluate-alerts"], ["reset"]]
 
 
 def run(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
@@ -89,3 +89,47 @@ def test_config_file_is_read_and_env_wins(tmp_path: Path) -> None:
 
 def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     assert_clean_error(run("--config", str(tmp_path / "nope.toml"), "config", "show"), "does not exist")
+
+
+def test_reset_deletes_its_namespace_and_nothing_else() -> None:
+    import redis
+    from confluent_kafka import Consumer
+
+    from tests.support import BOOTSTRAP, unique
+    from worker.settings import Settings
+    from worker.topics_admin import ensure_topics, namespace_topics
+
+    name, other = unique("reset"), unique("keep")
+    mine = Settings(app_id=name, topic_prefix=f"{name}.", redis_prefix=name)
+    theirs = Settings(app_id=other, topic_prefix=f"{other}.", redis_prefix=other)
+    ensure_topics(mine)
+    ensure_topics(theirs)
+    # the namespace's consumer group exists (committed offsets), with no member left
+    consumer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": name, "enable.auto.commit": False})
+    from confluent_kafka import TopicPartition
+
+    consumer.commit(offsets=[TopicPartition(mine.topic("orders"), 0, 0)], asynchronous=False)
+    consumer.close()
+    client = redis.Redis(port=6379)
+    client.set(f"{name}:{{A}}:m", 1)
+    client.set(f"{name}:movers", 1)
+    client.set(f"{name}x:{{A}}:m", 1)  # a longer prefix is another namespace
+    client.set(f"{other}:{{A}}:m", 1)
+    env = {"SKUCAST_APP_ID": name, "SKUCAST_TOPIC_PREFIX": f"{name}.", "SKUCAST_REDIS_PREFIX": name}
+
+    refused = run("reset", **env)  # asks first; no answer is no
+    assert refused.returncode == 1 and len(namespace_topics(mine)) == len(namespace_topics(theirs)) > 0
+
+    done = run("reset", "--yes", **env)
+    assert done.returncode == 0, done.stderr
+    assert "2 Redis keys" in done.stdout and "the consumer group" in done.stdout, done.stdout
+    assert namespace_topics(mine) == [] and namespace_topics(theirs) != []
+    assert client.exists(f"{name}:{{A}}:m", f"{name}:movers") == 0
+    assert client.exists(f"{name}x:{{A}}:m", f"{other}:{{A}}:m") == 2
+    again = run("reset", "--yes", **env)  # nothing left: still fine
+    assert again.returncode == 0 and "deleted 0 topics, no consumer group and 0 Redis keys" in again.stdout
+    client.delete(f"{name}x:{{A}}:m")
+
+
+def test_reset_with_kafka_down_names_address_and_command() -> None:
+    assert_clean_error(run("reset", "--yes", SKUCAST_KAFKA_PORT="7", timeout=180), "127.0.0.1:7", "skucast services up")
