@@ -259,7 +259,7 @@ def reset(
 
     Example: SKUCAST_TOPIC_PREFIX=demo. SKUCAST_APP_ID=skucast-demo SKUCAST_REDIS_PREFIX=demo skucast reset --yes
     """
-    from worker.topics_admin import delete_namespace, namespace_topics
+    from worker.topics_admin import GroupInUse, delete_namespace, namespace_topics
 
     s = settings()
     _check_redis(s)
@@ -269,7 +269,10 @@ def reset(
                   f"{len(keys)} Redis keys under {s.redis_prefix}: at {s.redis_address}")
     if not yes and not typer.confirm("delete all of it?", default=False):
         raise typer.Exit(1)
-    deleted_topics, group_existed = delete_namespace(s)
+    try:
+        deleted_topics, group_existed = delete_namespace(s)
+    except GroupInUse as exc:
+        raise UserError(str(exc)) from None
     removed = _unlink(s, keys)
     console.print(f"[green]deleted {len(deleted_topics)} topics, "
                   f"{'the' if group_existed else 'no'} consumer group and {removed} Redis keys[/]")

@@ -14,6 +14,10 @@ class KafkaUnavailable(RuntimeError):
     """The broker did not answer; the message names the address and how to start it."""
 
 
+class GroupInUse(RuntimeError):
+    """The consumer group still has members (workers running); nothing was deleted."""
+
+
 def unreachable(settings: Settings, detail: str) -> KafkaUnavailable:
     return KafkaUnavailable(
         f"Kafka at {settings.kafka_bootstrap} is not reachable ({detail}). "
@@ -77,7 +81,7 @@ def delete_namespace(settings: Settings, timeout_s: float = 30.0) -> tuple[list[
             if code == "GROUP_ID_NOT_FOUND":
                 group_existed = False
             elif code == "NON_EMPTY_GROUP":
-                raise KafkaUnavailable(
+                raise GroupInUse(
                     f"consumer group {settings.app_id!r} still has members: stop its workers first"
                 ) from None
             else:

@@ -131,5 +131,31 @@ def test_reset_deletes_its_namespace_and_nothing_else() -> None:
     client.delete(f"{name}x:{{A}}:m")
 
 
+def test_reset_refuses_while_a_worker_of_the_group_runs() -> None:
+    import time
+
+    from confluent_kafka import Consumer
+
+    from tests.support import BOOTSTRAP, unique
+    from worker.settings import Settings
+    from worker.topics_admin import ensure_topics, namespace_topics
+
+    name = unique("busy")
+    mine = Settings(app_id=name, topic_prefix=f"{name}.", redis_prefix=name)
+    ensure_topics(mine)
+    assigned: list[object] = []
+    member = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": name})
+    member.subscribe([mine.topic("orders")], on_assign=lambda c, parts: assigned.append(parts))
+    deadline = time.monotonic() + 30
+    while not assigned and time.monotonic() < deadline:
+        member.poll(0.2)
+    try:
+        env = {"SKUCAST_APP_ID": name, "SKUCAST_TOPIC_PREFIX": f"{name}.", "SKUCAST_REDIS_PREFIX": name}
+        assert_clean_error(run("reset", "--yes", **env), "still has members", "stop its workers")
+        assert namespace_topics(mine) != []  # nothing was deleted
+    finally:
+        member.close()
+
+
 def test_reset_with_kafka_down_names_address_and_command() -> None:
     assert_clean_error(run("reset", "--yes", SKUCAST_KAFKA_PORT="7", timeout=180), "127.0.0.1:7", "skucast services up")
