@@ -200,11 +200,10 @@ def delete_topics(settings: Settings) -> None:
 def drop_redis_prefix(prefix: str, port: int = 6379) -> None:
     import redis
 
-    client = redis.Redis(port=port)
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=10_000))
-    for i in range(0, len(keys), 5000):
-        client.unlink(*keys[i : i + 5000])
-    client.close()
+    from worker.redis_keys import keys_under, unlink_all
+
+    with redis.Redis(port=port) as client:
+        unlink_all(client, keys_under(client, prefix))
 
 
 # -- the worker ----------------------------------------------------------------------------

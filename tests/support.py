@@ -40,12 +40,12 @@ def remove_test_data(names: list[str], redis_port: int = 6379, bootstrap: str = 
     import redis
     from confluent_kafka.admin import AdminClient
 
+    from worker.redis_keys import keys_under, unlink_all
+
     client = redis.Redis(port=redis_port, socket_connect_timeout=2)
     try:
         for name in names:
-            batch = list(client.scan_iter(match=f"{name}:*", count=5000))
-            for i in range(0, len(batch), 5000):
-                client.unlink(*batch[i : i + 5000])
+            unlink_all(client, keys_under(client, name))
     except redis.RedisError:
         pass  # the services are down: nothing to clean
     finally:

@@ -259,45 +259,28 @@ def reset(
 
     Example: SKUCAST_TOPIC_PREFIX=demo. SKUCAST_APP_ID=skucast-demo SKUCAST_REDIS_PREFIX=demo skucast reset --yes
     """
+    import redis
+
+    from worker.connections import redis_kwargs
+    from worker.redis_keys import keys_under, unlink_all
     from worker.topics_admin import GroupInUse, delete_namespace, namespace_topics
 
     s = settings()
     _check_redis(s)
     topics = namespace_topics(s)
-    keys = _redis_namespace_keys(s)
-    console.print(f"namespace: topics {', '.join(topics) or '(none)'}; consumer group {s.app_id!r}; "
-                  f"{len(keys)} Redis keys under {s.redis_prefix}: at {s.redis_address}")
-    if not yes and not typer.confirm("delete all of it?", default=False):
-        raise typer.Exit(1)
-    try:
-        deleted_topics, group_existed = delete_namespace(s)
-    except GroupInUse as exc:
-        raise UserError(str(exc)) from None
-    removed = _unlink(s, keys)
+    with redis.Redis(**redis_kwargs(s), socket_connect_timeout=3) as client:
+        keys = keys_under(client, s.redis_prefix)
+        console.print(f"namespace: topics {', '.join(topics) or '(none)'}; consumer group {s.app_id!r}; "
+                      f"{len(keys)} Redis keys under {s.redis_prefix}: at {s.redis_address}")
+        if not yes and not typer.confirm("delete all of it?", default=False):
+            raise typer.Exit(1)
+        try:
+            deleted_topics, group_existed = delete_namespace(s)
+        except GroupInUse as exc:
+            raise UserError(str(exc)) from None
+        removed = unlink_all(client, keys)
     console.print(f"[green]deleted {len(deleted_topics)} topics, "
                   f"{'the' if group_existed else 'no'} consumer group and {removed} Redis keys[/]")
-
-
-def _redis_namespace_keys(s: Settings) -> list[bytes]:
-    import redis
-
-    from worker.connections import redis_kwargs
-
-    pattern = "".join("\\" + c if c in "*?[]\\" else c for c in s.redis_prefix) + ":*"  # a literal prefix
-    with redis.Redis(**redis_kwargs(s), socket_connect_timeout=3) as client:
-        return list(client.scan_iter(match=pattern, count=1000))
-
-
-def _unlink(s: Settings, keys: list[bytes]) -> int:
-    import redis
-
-    from worker.connections import redis_kwargs
-
-    removed = 0
-    with redis.Redis(**redis_kwargs(s), socket_connect_timeout=3) as client:
-        for i in range(0, len(keys), 1000):
-            removed += int(client.unlink(*keys[i : i + 1000]))
-    return removed
 
 
 def _register_model_commands() -> None:

@@ -32,10 +32,6 @@ Message = tuple[str, bytes | None, bytes]
 """(topic, key, value)."""
 
 
-encode = wire_json
-"""JSON bytes of a wire model (:func:`streams.contracts.wire_json`)."""
-
-
 class Emitter(Protocol):
     async def emit(
         self,
@@ -47,7 +43,8 @@ class Emitter(Protocol):
     ) -> None:
         """Publish everything of one batch; return only once delivery is confirmed.
 
-        ``forecast_json``: each forecast already serialised (:func:`encode`), when the caller has it."""
+        ``forecast_json``: each forecast already serialised
+        (:func:`streams.contracts.wire_json`), when the caller has it."""
 
 
 @dataclass(frozen=True)
@@ -67,11 +64,11 @@ def output_messages(
     forecast_json: Sequence[bytes] | None = None,
 ) -> list[Message]:
     """Every output of a batch as (topic, key, value); keys are SKUs (dead letters have none)."""
-    values = forecast_json if forecast_json is not None else [encode(f) for f in forecasts]
+    values = forecast_json if forecast_json is not None else [wire_json(f) for f in forecasts]
     out: list[Message] = [(topics.forecasts, f.sku.encode(), v) for f, v in zip(forecasts, values, strict=True)]
-    out += [(topics.alerts, a.sku.encode(), encode(a)) for a in alerts]
-    out += [(topics.dlq, None, encode(d)) for d in dead]
-    out += [(topics.late, e.order.sku.encode(), encode(e)) for e in late]
+    out += [(topics.alerts, a.sku.encode(), wire_json(a)) for a in alerts]
+    out += [(topics.dlq, None, wire_json(d)) for d in dead]
+    out += [(topics.late, e.order.sku.encode(), wire_json(e)) for e in late]
     return out
 
 

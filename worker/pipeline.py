@@ -20,14 +20,22 @@ import numpy as np
 from model.detector import DetectorInputs, active_festivals, orders_per_unit, quantile_mean, scan_hours, score
 from model.thresholds import Thresholds
 from streams.buckets import day_to_date
-from streams.contracts import AlertEvent, DeadLetter, ForecastEvent, LateEvent, OrderEvent, check_forecast_values
+from streams.contracts import (
+    AlertEvent,
+    DeadLetter,
+    ForecastEvent,
+    LateEvent,
+    OrderEvent,
+    check_forecast_values,
+    wire_json,
+)
 from streams.ingest import RawRecord, decode_orders
 from streams.window_store import DayWindows, HourWindows, OrderUpdate, WindowStore, updates_from_orders
 from worker import metrics
 from worker.alerting import AlertStates, AlertTracker, Context, MemoryAlertStates, SkuAlerts, thresholds_for
 from worker.coalesce import ForecastCoalescer, first_positions
 from worker.detection import DetectionContext, IdleChecks
-from worker.emitter import Emitter, encode
+from worker.emitter import Emitter
 from worker.forecast_memo import ForecastMemo
 from worker.settings import Settings
 
@@ -238,7 +246,7 @@ class BatchProcessor:
         """Publish a batch's outputs, then store its alert states."""
         # The query API's copy is written while Kafka acknowledges: one wait, not two in a row.
         # Each forecast is serialised once for both.
-        forecast_json = [encode(f) for f in forecasts]
+        forecast_json = [wire_json(f) for f in forecasts]
         await asyncio.gather(
             self._emitter.emit(forecasts, alerts, dead, late, forecast_json),
             self._on_outputs(forecasts, alerts, forecast_json) if self._on_outputs is not None else _none())

@@ -93,7 +93,7 @@ def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_reset_deletes_its_namespace_and_nothing_else() -> None:
     import redis
-    from confluent_kafka import Consumer
+    from confluent_kafka import Consumer, TopicPartition
 
     from tests.support import BOOTSTRAP, unique
     from worker.settings import Settings
@@ -106,8 +106,6 @@ def test_reset_deletes_its_namespace_and_nothing_else() -> None:
     ensure_topics(theirs)
     # the namespace's consumer group exists (committed offsets), with no member left
     consumer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": name, "enable.auto.commit": False})
-    from confluent_kafka import TopicPartition
-
     consumer.commit(offsets=[TopicPartition(mine.topic("orders"), 0, 0)], asynchronous=False)
     consumer.close()
     client = redis.Redis(port=6379)

@@ -57,11 +57,11 @@ def test_latest_forecast_per_sku_round_trips(services: None) -> None:
         assert latest.forecast_key("{odd}").endswith(":{%7Bodd%7D}:fc")
         assert 0 < await client.ttl(latest.forecast_key("A")) <= 430 * 86_400
         # The bytes already sent to Kafka are stored as they are (serialised once per batch).
-        from worker.emitter import encode
+        from streams.contracts import wire_json
 
         newer = forecast("A", 9.0, made_at=T0.replace(hour=14))
-        await latest.record([newer], [], [encode(newer)])
-        assert await client.get(latest.forecast_key("A")) == encode(newer)
+        await latest.record([newer], [], [wire_json(newer)])
+        assert await client.get(latest.forecast_key("A")) == wire_json(newer)
         assert await latest.forecast("A") == newer
 
     run(check)
