@@ -12,7 +12,8 @@
    start and 24 hours after its end. Reported: recall (events with a match), precision (opened
    alerts with a match), median detection delay (event-time hours from the event's start to the
    end of the hour the alert opened in), and false alarms per 1,000 *untouched* SKU-days
-   (SKU-days not within an event or the ``window_days + 1`` days after it).
+   (SKU-days not within an event or the days after it that a window still reaches:
+   ``span_days + 1``, the longer of the surge and the drop window).
 
 The model was trained on data up to its validation window; the calibration period lies in its
 training range, the evaluation period (from October 2011) mostly after it.
@@ -155,9 +156,10 @@ def replay(panel: Panel, table: np.ndarray, quantiles: tuple[float, ...], lookba
            cooldown_hours: float, lifecycle: bool = True) -> ReplayResult:
     """Score every SKU at the end of every hour of ``days``; run the alert lifecycle if asked.
 
-    ``table`` comes from :func:`forecasts_for` with ``th.window_days``.
+    ``table`` comes from :func:`forecasts_for` with ``th.span_days`` (the longer of the surge and
+    the drop window: the detector reads that many days and the forecasts made before each).
     """
-    n, w = len(panel.skus), th.window_days
+    n, w = len(panel.skus), th.span_days
     q = quantiles
     learner = ProfileLearner()
     daily_u, daily_o = panel.daily_units, panel.daily_orders
@@ -183,6 +185,10 @@ def replay(panel: Panel, table: np.ndarray, quantiles: tuple[float, ...], lookba
         windows = np.zeros((n, w, *window_fc.shape[1:]), dtype=window_fc.dtype)
         for k in range(1, w + 1):
             windows[:, k - 1, w - k :] = table[:, di + w - k, :k]
+        past_orders = None
+        if th.drop_past_days:  # order lines a day over the weeks before the drop window
+            past = slice(max(col - th.drop_days - th.drop_past_days + 1, 0), max(col - th.drop_days + 1, 0))
+            past_orders = daily_o[:, past].sum(axis=1) / th.drop_past_days
         cum_u, cum_o = np.cumsum(panel.units[:, col], axis=1), np.cumsum(panel.orders[:, col], axis=1)
         win_days = np.arange(d - w + 1, d + 1)
         for h in range(24):
@@ -204,6 +210,7 @@ def replay(panel: Panel, table: np.ndarray, quantiles: tuple[float, ...], lookba
                           "recent_share": share[:, None] - before}
             s = score(DetectorInputs(q, today_fc, window_fc, units, orders, inc["surge"], inc["drop"], opu, share,
                                      **recent, history_days=d - first_sale, windows=windows, level=level,
+                                     past_orders=past_orders,
                                      since_surge=d - breach_day["surge"], since_drop=d - breach_day["drop"]), th)
             max_s[:, di] = np.maximum(max_s[:, di], s.surge)
             max_d[:, di] = np.maximum(max_d[:, di], s.drop)
@@ -304,7 +311,7 @@ def evaluate(cfg: EvalConfig, log: Log | None = None) -> dict[str, Any]:
     half_a = subset(panel, list(range(0, len(panel.skus), 2)))
     half_b = subset(panel, list(range(1, len(panel.skus), 2)))
 
-    w = cfg.detector.window_days
+    w = cfg.detector.span_days
     th = calibrate_on_backtest(half_a, forecasts_for(half_a, forecaster, days, w, log), q, lookback,
                                cfg.detector, days, cfg, log)
     th = replace(th, calibration={**th.calibration, "model": forecaster.version})
@@ -330,7 +337,7 @@ def summarise(events: list[Event], detectable: list[bool], result: ReplayResult,
               cfg: EvalConfig, n: int) -> dict[str, Any]:
     delays, true_alerts, false_alerts = match(events, result.alerts, cfg.match_grace_hours)
     found = [d for d in delays if d is not None]
-    untouched = untouched_mask(events, n, days, th.window_days)
+    untouched = untouched_mask(events, n, days, th.span_days)
     opened = [a for a in result.alerts if a["state"] == "opened"]
     false_days = {(a["sku"], a["hour"] // 24 - days.start) for a in opened}
     false_on_untouched = sum(1 for s, d in false_days if 0 <= d < len(days) and untouched[s, d])

@@ -19,10 +19,15 @@ normally seen, see :mod:`model.nowcast`):
   today so far, over the last ``recent_hours`` hours alone (a burst late in the day is not diluted
   by a normal morning), and, with ``window_days`` > 1, over the last days (forecast from *before*
   the window, so a slow surge does not hide by raising its own forecast; days already reported by
-  an alert of the same kind are left out). The largest counts.
+  an alert of the same kind are left out). The largest counts. Drops look back further, over the
+  last ``drop_window_days`` (no trailing hours): at a few order lines a day a silent day or two is
+  normal, a silent week is not, and a slow drop does not hide by lowering its own forecast either.
 * **Gates**: a surge must also exceed the forecast's median in units (scaled to the share of the
   day seen) and reach ``min_units``; a drop needs an expected count worth the name — at a few
-  order lines a day, a quiet day is normal.
+  order lines a day, a quiet day is normal. With ``drop_past_days`` a drop's expectation is also
+  capped at what the SKU actually sold a day in the weeks before its window: a product that had
+  already stopped selling, or whose forecast overshoots (a Christmas ramp it does not share), is
+  not a new drop.
 
 The thresholds (:class:`model.thresholds.Thresholds`) are calibrated on a backtest of normal
 days (:mod:`model.alert_eval`) so that at most ``false_alarm_rate`` alerts per SKU-day fire, and
@@ -123,7 +128,8 @@ def scan_hours(recent_hours: int) -> tuple[int, ...]:
 
 @dataclass
 class DetectorInputs:
-    """One batch of SKUs at one moment each; ``W`` = window days, ``Q`` = quantiles."""
+    """One batch of SKUs at one moment each; ``W`` = days read (at least
+    :attr:`~model.thresholds.Thresholds.span_days`; fewer cap both windows), ``Q`` = quantiles."""
 
     quantiles: Sequence[float]
     today: np.ndarray
@@ -160,6 +166,11 @@ class DetectorInputs:
     drop: no drop is scored then. ``None``: no such history."""
     since_drop: np.ndarray | None = None
     """(n,) the same after a drop alert (recovery against a forecast pulled down is no surge)."""
+    past_orders: np.ndarray | None = None
+    """(n,) order lines a day the SKU actually sold over the weeks before the drop window. A drop is
+    judged against the lesser of the forecast and this (scaled like it): a SKU the forecast still
+    expects to sell but that had stopped before the window (a product at its end, a forecast that
+    overshoots) is not a new drop. ``None``: the forecast alone."""
     level: np.ndarray | None = None
     """(n, W) market-wide demand level per window day (observed / expected over all SKUs; 1 = as
     forecast). A day when the whole shop sells 3x is not a surge of any one SKU."""
@@ -207,6 +218,7 @@ def _best(z: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def score(inp: DetectorInputs, th: Thresholds) -> Scores:
     """Surge and drop scores of a batch (see the module docstring)."""
     n, w = inp.units.shape
+    w_s, w_d = min(th.window_days, w), min(th.drop_days, w)  # last k = 1..w_s days for surges, 1..w_d for drops
     q = list(inp.quantiles)
     lo, hi = 0, len(q) - 1
     mid = int(np.argmin(np.abs(np.asarray(q) - 0.5)))
@@ -251,9 +263,9 @@ def score(inp: DetectorInputs, th: Thresholds) -> Scores:
     units = inp.units.astype(np.float64)
     orders = inp.orders.astype(np.float64)
     inc_s, inc_d = inp.include_surge.astype(np.float64), inp.include_drop.astype(np.float64)
-    u_s, o_s = _suffix_sums(units, inc_s), _suffix_sums(orders, inc_s)
-    e_s = (exp_day * (inc_s[:, None, :] * last_k)).sum(axis=2)
-    m_s = (med_day * (inc_s[:, None, :] * last_k)).sum(axis=2)
+    u_s, o_s = _suffix_sums(units, inc_s)[:, :w_s], _suffix_sums(orders, inc_s)[:, :w_s]
+    e_s = (exp_day[:, :w_s] * (inc_s[:, None, :] * last_k[:w_s])).sum(axis=2)
+    m_s = (med_day[:, :w_s] * (inc_s[:, None, :] * last_k[:w_s])).sum(axis=2)
     obs_s = [obs_orders_today[:, None], o_s]
     exp_s = [exp_orders_today[:, None], e_s]
     gate_s = [((obs_units_today > median_today) & (obs_units_today >= th.min_units))[:, None],
@@ -269,9 +281,13 @@ def score(inp: DetectorInputs, th: Thresholds) -> Scores:
     rows = np.arange(len(col))
     surge_ratio = obs_all[rows, col] / np.maximum(exp_all[rows, col], 1e-9)
 
-    # Drop: today and the last k window days, fewer orders than expected (no trailing hours: at a
-    # few order lines a day, a quiet hour is normal).
-    o_d, e_d = _suffix_sums(orders, inc_d), (exp_day * (inc_d[:, None, :] * last_k)).sum(axis=2)
+    # Drop: today and the last k = 1..w_d window days, fewer orders than expected (no trailing
+    # hours: at a few order lines a day, a quiet hour is normal).
+    o_d = _suffix_sums(orders, inc_d)[:, :w_d]
+    e_d = (exp_day[:, :w_d] * (inc_d[:, None, :] * last_k[:w_d])).sum(axis=2)
+    if inp.past_orders is not None:
+        past_days = _suffix_sums(day_share * level, inc_d)[:, :w_d]  # the window's days, as counted
+        e_d = np.minimum(e_d, np.asarray(inp.past_orders, dtype=np.float64)[:, None] * past_days)
     obs_d = np.concatenate([obs_orders_today[:, None], o_d], axis=1)
     exp_d = np.concatenate([exp_orders_today[:, None], e_d], axis=1)
     drop, col_d = _best(z_down(obs_d, exp_d), (exp_d >= th.min_expected_orders) & settled_d[:, None])

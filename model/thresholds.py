@@ -26,6 +26,13 @@ class Thresholds:
     resolve_share: float = 0.5
     """... and at least this share of a later day has been seen."""
     window_days: int = 1
+    """Days the surge score scans (the last 1..W, each against the forecast made before them)."""
+    drop_window_days: int = 0
+    """Days the drop score scans, the same way (0 = ``window_days``). A silence of several days is
+    strong evidence only over several days: at a few order lines a day, two silent days are not."""
+    drop_past_days: int = 0
+    """A drop is judged against the lesser of the forecast and what the SKU sold a day over this many
+    days before the drop window (0 = the forecast alone)."""
     recent_hours: int = 2
     """Also score the trailing hours of today on their own, every window of :func:`scan_hours` up to
     this many (0 = only the whole day so far)."""
@@ -46,6 +53,16 @@ class Thresholds:
     false_alarm_rate: float = 0.001
     calibration: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def drop_days(self) -> int:
+        """Days the drop score looks back."""
+        return self.drop_window_days or self.window_days
+
+    @property
+    def span_days(self) -> int:
+        """Days of counts and forecasts the detector reads: the longer of the two windows."""
+        return max(self.window_days, self.drop_days)
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
@@ -53,8 +70,8 @@ class Thresholds:
     def from_dict(cls, data: dict[str, Any]) -> Thresholds:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         th = cls(**known)
-        bad = (th.window_days < 1 or th.recent_hours < 0 or th.surge <= 0 or th.drop <= 0 or th.margin < 1
-               or th.settle_days < 0)
+        bad = (th.window_days < 1 or th.drop_window_days < 0 or th.drop_past_days < 0 or th.recent_hours < 0
+               or th.surge <= 0 or th.drop <= 0 or th.margin < 1 or th.settle_days < 0)
         if bad or not 0 < th.resolve_share <= 1:
             raise ValueError(f"implausible alert thresholds: {known}")
         return th

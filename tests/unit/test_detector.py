@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -208,3 +209,54 @@ def test_the_margin_forgives_forecast_error_but_not_silence() -> None:
     assert s_plain.drop[1] > s_margin.drop[1] > plain.drop  # a silent day still counts
     with pytest.raises(ValueError):
         Thresholds.from_dict({"margin": 0.5})
+
+
+def test_a_sku_silent_for_five_days_is_a_drop_over_the_drop_window_not_over_two_days() -> None:
+    # ~3.6 order lines a day expected (0.1 lines/unit): two silent days are within the normal
+    # spread at z > 5 with a 1.2x margin, five are not.
+    th = replace(Thresholds(), window_days=2, drop=5.0, margin=1.2, min_expected_orders=6.0)
+    fc = [[15.0, 30.0, 60.0]]
+    silent = ([[0.0] * 5], [[0.0] * 5])
+    two_day = score(inputs(fc, *silent, opu=0.1), th)
+    five_day = score(inputs(fc, *silent, opu=0.1), replace(th, drop_window_days=5))
+    assert two_day.drop[0] < th.drop < five_day.drop[0]
+    assert th.drop_days == 2 and replace(th, drop_window_days=5).span_days == 5
+    # The same five silent days scored against forecasts that already learned the silence: the
+    # drop window's forecast is the one made before it, so this is what the detector must not do.
+    learned = np.repeat(np.asarray(fc)[:, None, None, :] * 0.05, 5, axis=1)
+    learned = np.repeat(learned, 5, axis=2)
+    assert score(inputs(fc, *silent, opu=0.1, windows=learned), replace(th, drop_window_days=5)).drop[0] < th.drop
+
+
+def test_surges_keep_their_window_when_the_drop_window_is_longer() -> None:
+    th = replace(Thresholds(), window_days=2)
+    fc = [[50.0, 100.0, 180.0]]
+    # Three surging days, then two normal ones: the surge window (2 days) does not reach back.
+    units, orders = [[400.0, 400.0, 400.0, 100.0, 40.0]], [[40.0, 40.0, 40.0, 10.0, 4.0]]
+    long = score(inputs(fc, units, orders, share=0.4), replace(th, drop_window_days=5))
+    short = score(inputs(fc, [u[-2:] for u in units], [o[-2:] for o in orders], share=0.4), th)
+    assert long.surge[0] == pytest.approx(short.surge[0]) and long.surge_ratio[0] == pytest.approx(short.surge_ratio[0])
+    assert score(inputs(fc, units, orders, share=0.4), replace(th, window_days=5)).surge[0] > th.surge > long.surge[0]
+
+
+def test_a_drop_is_judged_against_what_the_sku_sold_before_its_window() -> None:
+    th = replace(Thresholds(), window_days=2, drop_window_days=5, drop=5.0, margin=1.2)
+    fc = [[15.0, 30.0, 60.0]] * 2
+    silent = ([[0.0] * 5] * 2, [[0.0] * 5] * 2)
+    # Row 0 sold ~4 lines a day before going silent; row 1 had sold 0.2 a day (a product at its
+    # end the forecast still expects): the same silence is a drop only for row 0.
+    s = score(inputs(fc, *silent, opu=0.1, past_orders=np.array([4.0, 0.2])), th)
+    assert s.drop[0] > th.drop > s.drop[1]
+    assert score(inputs(fc, *silent, opu=0.1), th).drop[1] > th.drop  # the forecast alone
+
+
+def test_thresholds_without_the_drop_window_load_as_calibrated(tmp_path: Path) -> None:
+    # A file written before the drop window existed: its drop cut was calibrated on window_days.
+    old = json.loads(replace(Thresholds(), window_days=2, drop=5.047).to_json())
+    del old["drop_window_days"], old["drop_past_days"]
+    (tmp_path / "v1.alerts.json").write_text(json.dumps(old))
+    th = load_thresholds(tmp_path, "v1")
+    assert th is not None and th.drop == 5.047
+    assert (th.drop_window_days, th.drop_days, th.span_days, th.drop_past_days) == (0, 2, 2, 0)
+    with pytest.raises(ValueError):
+        Thresholds.from_dict({**old, "drop_window_days": -1})
