@@ -266,20 +266,25 @@ class BatchProcessor:
         """Forecast the batch's SKUs and score them (and due drop checks) with ONE model call."""
         # One model and one set of thresholds per batch, even if a hot reload lands mid-batch.
         model, tracker, ctx, th = self._model, self._alerts, self._detect, self._alerts.thresholds
-        w = th.window_days
+        # The detector reads the longer of the surge and the drop window (``span_days``), the drop
+        # score also what the SKU sold in the ``drop_past_days`` before its window.
+        w = th.span_days
         width = history_width(model)
+        read = max(width, th.drop_past_days) + w
         idle = ctx.idle_due(set(skus)) if self._s.alert_watch_max_skus else IdleChecks()
         started = time.perf_counter()
         recent_hours = th.recent_hours
         (touched, hours), quiet, known = await asyncio.gather(
-            self._read_touched(skus, width + w, recent_hours),
-            self._store.read_days(idle.skus, width + w, end_day=idle.end_day) if idle.skus else _none(),
+            self._read_touched(skus, read, recent_hours),
+            self._store.read_days(idle.skus, read, end_day=idle.end_day) if idle.skus else _none(),
             tracker.load(skus + idle.skus),
         )
         metrics.REDIS_SECONDS.labels("read").observe(time.perf_counter() - started)
         batch = Batch.of(touched, quiet, idle, hours, scan_hours(recent_hours))
         rows, ends = [batch.units[:, -1 - width : -1]], [batch.end_day - 1]
-        for k in range(2, w + 1):  # per trailing k days, the forecast made the day before them
+        # Per trailing k days, the forecast made the day before them. Each row is memoised (the
+        # memo's digest holds its end day): only a SKU's first batch of a day calls the model.
+        for k in range(2, w + 1):
             rows.append(batch.units[:, -k - width : -k])
             ends.append(batch.end_day - k)
         first_day = ctx.local(batch.first_seen).day
@@ -355,7 +360,7 @@ class BatchProcessor:
         """Nowcast, score and run the lifecycle for every row of the batch (vectorised)."""
         tracker, ctx = self._alerts, self._detect
         q = tuple(model.quantiles)
-        n, w = len(batch.skus), th.window_days
+        n, w = len(batch.skus), th.span_days
         at = ctx.local(batch.moment_ts)
         share = ctx.share(batch.categories, at)
         history = slice(batch.units.shape[1] - 1 - model.lookback, batch.units.shape[1] - 1)
@@ -374,14 +379,19 @@ class BatchProcessor:
             start = ctx.share_at_hours(batch.categories, at.day, firsts)
             recent = {"recent_units": batch.recent_units, "recent_orders": batch.recent_orders,
                       "recent_share": np.where(firsts > 0, share[:, None] - start, 0.0)}
+        past_orders = None
+        if th.drop_past_days:  # order lines a day in the days before the drop window
+            d, p = th.drop_days, th.drop_past_days
+            past_orders = batch.orders[:, -d - p : -d].sum(axis=1) / p
         scores = score(DetectorInputs(q, today_fc[:, 0], window_fc, batch.units[:, -w:], batch.orders[:, -w:],
                                       masks["surge"], masks["drop"], opu, share, **recent,
                                       history_days=history_days, windows=windows, level=level,
+                                      past_orders=past_orders,
                                       since_surge=since["surge"], since_drop=since["drop"]), th)
         expected_orders = quantile_mean(today_fc, q) * opu[:, None]
         ctx.market.update(batch.skus, at.day, expected_orders, batch.orders[:, -1])
-        # A drop may be judged over the last W days: watch SKUs expecting enough lines over those.
-        ctx.watch(batch.skus, expected_orders[:, 0] * w >= th.min_expected_orders)
+        # A drop may be judged over its last days: watch SKUs expecting enough lines over those.
+        ctx.watch(batch.skus, expected_orders[:, 0] * th.drop_days >= th.min_expected_orders)
         mid = int(np.argmin(np.abs(np.asarray(q) - 0.5)))
         festivals = tuple(getattr(getattr(model, "spec", None), "festivals", ()) or ())
         context = Context(

@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     forecast_memo_rows: int = Field(40_000, ge=0, le=10_000_000)
     """Model outputs kept for reuse while a SKU's history is unchanged (0 = off): a forecast reads
     history up to yesterday, so a SKU's later batches of the day need no model call. ~0.6 KB each;
-    two rows per SKU when the alert window spans more than a day."""
+    one row per SKU and day of the longer alert window (surge or drop: 3 by default)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     torch_threads: int = Field(0, ge=0, le=256)
     """Intra-op threads of the worker's model calls; 0 = 1 (measured fastest beside the event loop)."""
@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     """Drop threshold when the model has no calibrated thresholds."""
     alert_window_days: int = Field(2, ge=1, le=7)
     """Days the detector scans (the last 1..W, each against the forecast made before them), when not calibrated."""
+    alert_drop_window_days: int = Field(3, ge=0, le=7)
+    """Days the drop score scans, the same way (0 = ``alert_window_days``), when not calibrated: a
+    SKU selling a few order lines a day is told from a quiet spell only after days of silence."""
+    alert_drop_past_days: int = Field(14, ge=0, le=56)
+    """A drop is judged against the lesser of the forecast and what the SKU sold a day over this many
+    days before the drop window (0 = the forecast alone), when not calibrated."""
     alert_recent_hours: int = Field(6, ge=0, le=24)
     """Today's trailing hours (1, 2, 3, 6 .. up to this many) are also scored alone (0 = off), when not calibrated."""
     alert_margin: float = Field(1.2, ge=1.0, le=10.0)

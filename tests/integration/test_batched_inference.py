@@ -67,28 +67,30 @@ def test_one_model_call_per_batch_and_drop_checks_ride_along(services: None, tra
 
     async def main() -> None:
         client = aioredis.Redis(host="127.0.0.1", port=6379)
-        # Two window days: two forecast rows per SKU, still one call. Watch every SKU for drops.
-        s = Settings(redis_prefix=unique("batch"), alert_window_days=2, alert_min_expected_orders=0.0)
+        # Two surge window days and three drop window days: three forecast rows per SKU (one per
+        # origin), still one call. Watch every SKU for drops.
+        s = Settings(redis_prefix=unique("batch"), alert_window_days=2, alert_drop_window_days=3,
+                     alert_min_expected_orders=0.0)
         model = CountingForecaster(Forecaster.from_dir(trained_model, device="cpu"))
         out = Collect()
         now = datetime(2011, 12, 31, tzinfo=UTC)
         processor = BatchProcessor(s, window_store(s, client), model, out, clock=lambda: now)
         try:
             await processor.process(records(day1, 0))
-            assert model.rows == [2 * 30]
+            assert model.rows == [3 * 30]
             assert sorted(f.sku for f in out.forecasts) == sorted(top)
             assert {f.model_version for f in out.forecasts} == {model.version}
 
             # Next day, one SKU sells: it is forecast; the 29 quiet ones are checked for drops in
             # the same (one) call, and get no forecast event.
             await processor.process(records(day2, len(day1)))
-            assert model.rows == [60, 2 * 30]
+            assert model.rows == [90, 3 * 30]
             assert [f.sku for f in out.forecasts[30:]] == [top[0]]
 
             # The same SKU sells again that day: the forecast reads history up to yesterday,
             # which is unchanged, so it is published again (a later as_of) with no model call.
             await processor.process(records(day2_again, len(day1) + 1))
-            assert model.rows == [60, 60]
+            assert model.rows == [90, 90]
             first, again = out.forecasts[30], out.forecasts[31]
             assert again.sku == top[0] and again.as_of > first.as_of
             assert again.values == first.values and again.model_version == first.model_version
