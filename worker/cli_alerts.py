@@ -129,8 +129,10 @@ def render_markdown(report: dict[str, Any], command: str) -> str:
         "Online Retail, hour by hour, through the worker's own detector (`model.detector.score`, lifecycle "
         "`model.surge.step`). Thresholds are calibrated on half the top SKUs (alternate ranks, no injection) "
         f"over the evaluated weeks ({cal.get('from')} .. {cal.get('to')}, {cal.get('sku_days')} SKU-days) to "
-        f"{th['false_alarm_rate'] * 1000:g} alert per 1,000 SKU-days: surge z > {th['surge']}, drop z > "
-        f"{th['drop']}. The other half gets {report['events']} injected events "
+        f"{th['false_alarm_rate'] * 1000:g} alert per 1,000 SKU-days: surge z > {th['surge']} (over up to "
+        f"{th['window_days']} days), drop z > {th['drop']} (over up to "
+        f"{th.get('drop_window_days') or th['window_days']} days). The other half gets {report['events']} "
+        "injected events "
         f"({', '.join(f'{v} {k}s' for k, v in report['events_by_kind'].items())}; sizes 2x-10x; surges of "
         "hours to days, drops (a SKU that stops selling) of days; many inside the Christmas ramp) — see "
         "`model.alert_inject` for how.",
