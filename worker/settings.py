@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     """Under heavy load (batches of ``forecast_heavy_batch_events`` or more) a SKU is forecast at
     most this often; the rest is deferred, its orders' offsets held until it goes out (0 = off)."""
     forecast_heavy_batch_events: int = Field(2_000, ge=1, le=1_000_000)
-    forecast_memo_rows: int = Field(40_000, ge=0, le=10_000_000)
+    forecast_memo_rows: int = Field(60_000, ge=0, le=10_000_000)
     """Model outputs kept for reuse while a SKU's history is unchanged (0 = off): a forecast reads
     history up to yesterday, so a SKU's later batches of the day need no model call. ~0.6 KB each;
     one row per SKU and day of the longer alert window (surge or drop: 3 by default)."""
