@@ -7,8 +7,10 @@ A restarted worker therefore neither re-opens an open alert nor forgets one it m
 
 Per batch: one ``HMGET`` for every SKU scored, in a few Lua calls (:meth:`AlertTracker.load`,
 :func:`streams.redis_scripts.hmget_many`), and one pipelined ``HSET`` for the SKUs whose state
-changed (:meth:`AlertTracker.commit`), which the pipeline calls only after the batch's alerts are
-delivered: an alert is never lost, at worst re-sent with the same id after a crash.
+changed (:meth:`AlertTracker.save`), which the pipeline calls only after the batch's alerts are
+delivered: an alert is never lost, at worst re-sent with the same id after a crash. The next
+batch is scored while the previous one is still being delivered, so until its states are saved
+the tracker lays them over what Redis returns.
 """
 
 from __future__ import annotations
@@ -170,9 +172,21 @@ class AlertTracker:
         self.thresholds = thresholds
         self.cooldown_hours = cooldown_hours
         self._pending: list[tuple[str, str, AlertState]] = []
+        # Decided but not yet saved (their batch is being delivered): newer than what Redis holds.
+        self._unsaved: dict[tuple[str, str], AlertState] = {}
 
     async def load(self, skus: Sequence[str]) -> list[SkuAlerts]:
-        return await self.states.load(skus)
+        # Taken before the read: a state that leaves it while the read is out was saved before
+        # the read was sent, so the read sees it.
+        unsaved = dict(self._unsaved)
+        known = await self.states.load(skus)
+        if unsaved:
+            for sku, alerts in zip(skus, known, strict=True):
+                for kind in KINDS:
+                    state = unsaved.get((sku, kind))
+                    if state is not None:
+                        alerts.states[kind] = state
+        return known
 
     def decide(self, scores: Scores, ctx: Context, known: Sequence[SkuAlerts], model_version: str,
                now: datetime, thresholds: Thresholds | None = None) -> list[AlertEvent]:
@@ -194,15 +208,27 @@ class AlertTracker:
                 if state is not None and state != before:
                     known[i].states[kind] = state
                     self._pending.append((ctx.skus[i], kind, state))
+                    self._unsaved[(ctx.skus[i], kind)] = state
                 if transition is not None and state is not None:
                     events.append(self._event(transition, kind, state, i, scores, value, ratio, ctx, known[i],
                                               model_version, now))
         return events
 
+    def take_pending(self) -> list[tuple[str, str, AlertState]]:
+        """The state changes decided since the last call, for :meth:`save` once their events are out."""
+        pending, self._pending = self._pending, []
+        return pending
+
+    async def save(self, changes: Sequence[tuple[str, str, AlertState]]) -> None:
+        """Persist state changes (after their events are delivered)."""
+        await self.states.save(changes)
+        for sku, kind, state in changes:
+            if self._unsaved.get((sku, kind)) is state:  # not since replaced by a later batch's
+                del self._unsaved[(sku, kind)]
+
     async def commit(self) -> None:
         """Persist the state changes of the last :meth:`decide` (after its events are delivered)."""
-        pending, self._pending = self._pending, []
-        await self.states.save(pending)
+        await self.save(self.take_pending())
 
     @staticmethod
     def _event(transition: str, kind: str, state: AlertState, i: int, s: Scores, value: np.ndarray,

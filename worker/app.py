@@ -13,7 +13,8 @@ import asyncio
 import ctypes
 import gc
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import faust
 import redis.asyncio as aioredis
@@ -43,10 +44,11 @@ from worker.settings import Settings
 log = logging.getLogger("skucast.worker")
 
 RETRY_MAX_DELAY_S = 10.0
+T = TypeVar("T")
 
 
 def redis_client(settings: Settings) -> aioredis.Redis:
-    # Two quick in-client retries ride out a blip; an outage reaches process_with_retry at once,
+    # Two quick in-client retries ride out a blip; an outage reaches RedisRetry at once,
     # which logs it and backs off (redis-py's default retries take seconds before it surfaces).
     retry = Retry(ExponentialBackoff(cap=0.2, base=0.02), 2)
     client = aioredis.Redis(**redis_kwargs(settings), socket_timeout=10, socket_connect_timeout=5, retry=retry)
@@ -107,10 +109,12 @@ def build_app(settings: Settings, forecaster: Forecaster) -> faust.App:
     client = redis_client(settings)
     store = window_store(settings, client)
     latest = latest_outputs(settings, client)
+    retry = RedisRetry(settings)
     processor = BatchProcessor(
         settings, store, forecaster, emitter, on_outputs=output_recorder(latest),
         alert_states=RedisAlertStates(client, settings.redis_prefix),
         thresholds=thresholds_for(settings, settings.model_dir, forecaster.version),
+        retry=retry,
     )
     metrics.MODEL_INFO.labels(forecaster.version, str(forecaster.device)).set(1)
     if settings.model_poll_s > 0:
@@ -124,8 +128,10 @@ def build_app(settings: Settings, forecaster: Forecaster) -> faust.App:
                 metrics.MODEL_INFO.clear()
                 metrics.MODEL_INFO.labels(swap[0].version, str(swap[0].device)).set(1)
 
-    async def handle(records: list[RawRecord]) -> None:
-        await process_with_retry(processor, records, settings)
+    async def handle(records: list[RawRecord]) -> asyncio.Future[None]:
+        # A retried batch is safe: the window store fences what it already applied.
+        _, delivered = await retry(lambda: processor.start(records), f"this batch of {len(records)}")
+        return delivered  # the consumer commits the batch's offsets once this is done
 
     async def flush_deferred() -> None:
         try:
@@ -179,19 +185,21 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-async def process_with_retry(processor: BatchProcessor, records: list[RawRecord], settings: Settings) -> None:
-    """Retry a batch while Redis is down: safe, because the window store fences by offset."""
-    delay = 0.2
-    while True:
-        try:
-            await processor.process(records)
-            return
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            metrics.RETRIES.labels("redis").inc()
-            log.warning(
-                "Redis at %s unavailable (%s); retrying this batch of %d in %.1fs "
-                "(start it with: skucast services up)",
-                settings.redis_address, exc, len(records), delay,
-            )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX_DELAY_S)
+class RedisRetry:
+    """Runs a step until Redis answers: logs the address and the command that starts it, backs off."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._address = settings.redis_address
+
+    async def __call__(self, step: Callable[[], Awaitable[T]], what: str) -> T:
+        delay = 0.2
+        while True:
+            try:
+                return await step()
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                metrics.RETRIES.labels("redis").inc()
+                log.warning("Redis at %s unavailable (%s); retrying %s in %.1fs (start it with: skucast services up)",
+                            self._address, exc, what, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_DELAY_S)
+

@@ -16,7 +16,11 @@ BATCH_SIZE = Histogram(
     "skucast_batch_events", "Events per micro-batch", buckets=(1, 8, 64, 256, 1024, 4096, 16384)
 )
 BATCH_SECONDS = Histogram(
-    "skucast_batch_seconds", "Micro-batch processing time, decode to delivered outputs",
+    "skucast_batch_seconds", "Micro-batch processing time, decode to outputs handed to delivery",
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0),
+)
+DELIVERY_SECONDS = Histogram(
+    "skucast_delivery_seconds", "A batch's outputs handed over to acknowledged (after the previous batch's)",
     buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0),
 )
 REDIS_SECONDS = Histogram("skucast_redis_seconds", "Window store round trips", ["op"])

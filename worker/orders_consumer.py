@@ -12,6 +12,9 @@ Semantics (the same as the agent's):
 - A batch is whatever has arrived, up to ``batch_max_events``: under light load a few events,
   at once (no wait to fill a batch); under backlog full batches. ``batch_within_s`` is the
   longest a poll waits for the first event.
+- The handler may return its batch's delivery (a future): the next batch is fetched and handled
+  while it is acknowledged; one delivery at most is outstanding, and it is awaited before the
+  next one is taken on.
 - Offsets are committed only for batches the handler has finished (Redis updated, outputs
   acknowledged), at most every ``COMMIT_INTERVAL_S`` and in the background (a commit never holds
   up the next batch), and always, awaited, before partitions are given away in a rebalance and
@@ -24,6 +27,7 @@ Semantics (the same as the agent's):
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -49,6 +53,7 @@ STOP_WAIT_S = 20.0
 MAX_BATCH_BYTES = 900_000  # under the broker's default message.max.bytes (1 MB)
 
 Handler = Callable[[list[RawRecord]], Awaitable[Any]]
+"""Handles a batch; may return an awaitable that completes once the batch's outputs are delivered."""
 
 
 def kafka_auth(settings: Settings) -> dict[str, Any]:
@@ -132,6 +137,8 @@ class OrdersConsumer(Service):
         self._committed_at = 0.0
         self._batch_lock = asyncio.Lock()  # held while a batch is handled
         self._commit_task: asyncio.Future[None] | None = None
+        # The last handled batch's offsets and its delivery, not yet confirmed.
+        self._delivering: tuple[dict[TopicPartition, int], Awaitable[Any]] | None = None
 
     async def on_start(self) -> None:
         await self._emitter.start()
@@ -147,8 +154,11 @@ class OrdersConsumer(Service):
             log.warning("stopping without the batch in flight; it will be redelivered and fenced")
         else:
             try:
+                await asyncio.wait_for(self._settle(), STOP_WAIT_S)
                 if consumer is not None:
                     await self._commit_now(consumer)
+            except TimeoutError:
+                log.warning("stopping without the last batch's delivery; it will be redelivered and fenced")
             finally:
                 self._batch_lock.release()
         if consumer is not None:
@@ -170,6 +180,7 @@ class OrdersConsumer(Service):
                 if self._consumer is None:
                     return  # stopping: what was just fetched is redelivered to the next owner
                 if not fetched:
+                    await self._settle()
                     if self._on_idle is not None:
                         await self._on_idle()
                     if self._done and time.monotonic() - self._committed_at >= COMMIT_INTERVAL_S:
@@ -177,10 +188,22 @@ class OrdersConsumer(Service):
                     continue
                 fetched_to = {tp: msgs[-1].offset + 1 for tp, msgs in fetched.items()}
                 report_lag(consumer, fetched_to)  # at fetch, like skucast_events_consumed_total
-                await self._handler(to_records(fetched))
-                self._done.update(fetched_to)
+                delivery = await self._handler(to_records(fetched))
+                await self._settle()  # the previous batch's: delivered before this one's starts
+                if inspect.isawaitable(delivery):
+                    self._delivering = (fetched_to, delivery)
+                else:
+                    self._done.update(fetched_to)
                 if time.monotonic() - self._committed_at >= COMMIT_INTERVAL_S:
                     self._commit_in_background(consumer)
+
+    async def _settle(self) -> None:
+        """Wait for the outstanding delivery; its batch's offsets may then be committed."""
+        if self._delivering is not None:
+            fetched_to, delivery = self._delivering
+            await delivery
+            self._delivering = None
+            self._done.update(fetched_to)
 
     def _commit_in_background(self, consumer: AIOKafkaConsumer) -> None:
         """Commit without holding up the next batch (a commit may wait on a busy coordinator)."""
@@ -219,6 +242,7 @@ class OrdersConsumer(Service):
 
     async def on_revoked(self) -> None:
         async with self._batch_lock:
+            await self._settle()
             if self._consumer is not None:
                 await self._commit_now(self._consumer)
 

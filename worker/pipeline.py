@@ -1,8 +1,10 @@
 """One micro-batch, end to end: decode → window store → batched forecast → alerts → emit.
 
 Independent of Faust: the app feeds it :class:`RawRecord` batches, tests can too. Offsets are
-committed by the caller only after :meth:`BatchProcessor.process` returns, i.e. after the Redis
-update and after every output's delivery is confirmed.
+committed by the caller only after the batch's delivery is confirmed: :meth:`BatchProcessor.process`
+returns then; :meth:`BatchProcessor.start` returns once the Redis update and the outputs are done,
+with a future for their delivery, so the next batch is computed while this one is delivered
+(deliveries still go out one after another, in batch order).
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
 from model.detector import DetectorInputs, active_festivals, orders_per_unit, quantile_mean, scan_hours, score
+from model.surge import AlertState
 from model.thresholds import Thresholds
 from streams.buckets import day_to_date
 from streams.contracts import (
@@ -59,6 +62,19 @@ class Forecasts(Protocol):
     def predict_with_flags(
         self, history: np.ndarray, end_day: np.ndarray, history_days: np.ndarray
     ) -> tuple[np.ndarray, list[str | None]]: ...
+
+
+T = TypeVar("T")
+
+
+class Retry(Protocol):
+    """Runs ``step`` until it succeeds, for errors worth waiting out (a service that is down)."""
+
+    async def __call__(self, step: Callable[[], Awaitable[T]], what: str) -> T: ...
+
+
+async def no_retry(step: Callable[[], Awaitable[T]], what: str) -> T:
+    return await step()
 
 
 def history_width(model: Forecasts) -> int:
@@ -148,11 +164,13 @@ class BatchProcessor:
         on_outputs: OnOutputs | None = None,
         alert_states: AlertStates | None = None,
         thresholds: Thresholds | None = None,
+        retry: Retry = no_retry,
     ) -> None:
         """``on_outputs`` sees each batch's forecasts and alerts while they are emitted.
 
         ``alert_states`` keeps the alert lifecycle (Redis in the worker; default: in memory);
-        ``thresholds`` default to the settings' (see :func:`worker.alerting.thresholds_for`).
+        ``thresholds`` default to the settings' (see :func:`worker.alerting.thresholds_for`);
+        ``retry`` runs the steps of a delivery that may meet a service outage (saving alert states).
         """
         self._s = settings
         self._store = store
@@ -168,6 +186,8 @@ class BatchProcessor:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skucast-infer")
         self._memo = ForecastMemo(settings.forecast_memo_rows)
         self._coalescer = ForecastCoalescer(settings.forecast_min_interval_s, settings.forecast_heavy_batch_events)
+        self._retry = retry
+        self._delivering: asyncio.Future[None] | None = None  # the last batch's delivery
 
     @property
     def model(self) -> Forecasts:
@@ -184,10 +204,18 @@ class BatchProcessor:
             self._alerts.thresholds = thresholds
 
     async def process(self, records: Sequence[RawRecord]) -> BatchOutcome:
-        with metrics.BATCH_SECONDS.time():
-            return await self._process(records)
+        """One batch, its outputs delivered."""
+        outcome, delivered = await self.start(records)
+        await delivered
+        return outcome
 
-    async def _process(self, records: Sequence[RawRecord]) -> BatchOutcome:
+    async def start(self, records: Sequence[RawRecord]) -> tuple[BatchOutcome, asyncio.Future[None]]:
+        """One batch up to its outputs; their delivery goes on in the returned future, after the
+        previous batch's. Offsets of the batch may be committed once that future is done."""
+        with metrics.BATCH_SECONDS.time():
+            return await self._start(records)
+
+    async def _start(self, records: Sequence[RawRecord]) -> tuple[BatchOutcome, asyncio.Future[None]]:
         now = self._clock()
         metrics.EVENTS_CONSUMED.inc(len(records))
         metrics.BATCH_SIZE.observe(len(records))
@@ -220,9 +248,10 @@ class BatchProcessor:
         skus = self._coalescer.select(positions, len(records), time.monotonic())
         self._detect.observe([u for u in updates if (u.partition, u.offset) not in late_set])
         forecasts, alerts = await self._forecast(skus, now) if skus else ([], [])
-        await self._deliver(forecasts, alerts, decoded.dead, late)
+        delivered = self._deliver_next(forecasts, alerts, decoded.dead, late)
         self._count(result.applied, result.fenced, result.duplicates, decoded.dead, late, forecasts, alerts)
-        return BatchOutcome(len(records), result.applied, len(decoded.dead), len(late), len(forecasts), len(alerts))
+        outcome = BatchOutcome(len(records), result.applied, len(decoded.dead), len(late), len(forecasts), len(alerts))
+        return outcome, delivered
 
     def commit_hold(self) -> dict[int, int]:
         """Per partition, the offset not to commit past: orders whose SKU's forecast is deferred."""
@@ -236,21 +265,35 @@ class BatchProcessor:
             return 0
         now = self._clock()
         forecasts, alerts = await self._forecast(skus, now)
-        await self._deliver(forecasts, alerts, [], [])
+        await self._deliver_next(forecasts, alerts, [], [])
         self._coalescer.forecasted(skus, time.monotonic())  # only now may their offsets be committed
         self._count(0, 0, 0, [], [], forecasts, alerts)
         return len(forecasts)
 
-    async def _deliver(self, forecasts: list[ForecastEvent], alerts: list[AlertEvent], dead: list[DeadLetter],
-                       late: list[LateEvent]) -> None:
+    def _deliver_next(self, forecasts: list[ForecastEvent], alerts: list[AlertEvent], dead: list[DeadLetter],
+                      late: list[LateEvent]) -> asyncio.Future[None]:
+        """Deliver a batch's outputs after the previous batch's (a SKU's forecasts stay in order)."""
+        previous = self._delivering
+        self._delivering = delivered = asyncio.ensure_future(
+            self._deliver(previous, forecasts, alerts, dead, late, self._alerts.take_pending()))
+        return delivered
+
+    async def _deliver(self, previous: asyncio.Future[None] | None, forecasts: list[ForecastEvent],
+                       alerts: list[AlertEvent], dead: list[DeadLetter], late: list[LateEvent],
+                       states: list[tuple[str, str, AlertState]]) -> None:
         """Publish a batch's outputs, then store its alert states."""
-        # The query API's copy is written while Kafka acknowledges: one wait, not two in a row.
-        # Each forecast is serialised once for both.
+        started = time.perf_counter()
+        # Each forecast is serialised once, for Kafka and the query API's copy.
         forecast_json = [wire_json(f) for f in forecasts]
+        if previous is not None:
+            await asyncio.shield(previous)  # its failure is its own caller's to see
+        # The query API's copy is written while Kafka acknowledges: one wait, not two in a row.
         await asyncio.gather(
             self._emitter.emit(forecasts, alerts, dead, late, forecast_json),
             self._on_outputs(forecasts, alerts, forecast_json) if self._on_outputs is not None else _none())
-        await self._alerts.commit()  # only once delivered: a crash re-sends, never loses, an alert
+        # Only once delivered: a crash re-sends, never loses, an alert.
+        await self._retry(lambda: self._alerts.save(states), "saving alert states")
+        metrics.DELIVERY_SECONDS.observe(time.perf_counter() - started)
 
     def _late_event(self, u: OrderUpdate, order: OrderEvent, watermark_ts: float) -> LateEvent:
         return LateEvent(

@@ -98,6 +98,34 @@ def test_tracker_emits_events_and_persists_only_on_commit() -> None:
     asyncio.run(main())
 
 
+def test_next_batch_sees_states_still_being_delivered() -> None:
+    """A batch is scored while the previous one is delivered: its unsaved states count, not Redis's."""
+
+    async def main() -> None:
+        states = MemoryAlertStates()
+        tracker = AlertTracker(states, Thresholds(), cooldown_hours=6)
+        scores, ctx = batch_scores([60.0, 6.0])
+        opened = tracker.decide(scores, ctx, await tracker.load(ctx.skus), "v1", NOW)  # type: ignore[arg-type]
+        first = tracker.take_pending()
+        assert [e.state for e in opened] == ["opened"] and states.data == {}
+        # Before the first batch's states are saved, the same surge is not opened a second time.
+        assert tracker.decide(scores, ctx, await tracker.load(ctx.skus), "v1", NOW) == []  # type: ignore[arg-type]
+        calm_scores, calm_ctx = batch_scores([6.0, 6.0])
+        calm_ctx.day, calm_ctx.hour = calm_ctx.day + 1, calm_ctx.hour + 24
+        resolved = tracker.decide(calm_scores, calm_ctx, await tracker.load(ctx.skus), "v1", NOW)  # type: ignore[arg-type]
+        second = tracker.take_pending()
+        assert [(e.state, e.alert_id) for e in resolved] == [("resolved", opened[0].alert_id)]
+        # The first save must not hide the second batch's newer state; each save stores its own.
+        await tracker.save(first)
+        assert states.data["S0"].states["surge"].is_open
+        assert not (await tracker.load(["S0"]))[0].states["surge"].is_open
+        await tracker.save(second)
+        assert not states.data["S0"].states["surge"].is_open
+        assert tracker._unsaved == {}
+
+    asyncio.run(main())
+
+
 def test_cold_start_rows_never_alert() -> None:
     async def main() -> None:
         tracker = AlertTracker(MemoryAlertStates(), Thresholds(), cooldown_hours=6)
