@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
+import multiprocessing
+import queue
 import signal
 import sys
-import threading
 import time
 from collections import defaultdict
 from datetime import datetime
@@ -61,40 +63,73 @@ SURGE_SKU = "SURGE-1"
 HISTORY_DAYS = 60
 
 
-class OutputReader(threading.Thread):
-    """Reads forecasts and alerts from the end of their topics; keeps (arrival, sku, ...) rows."""
+class OutputReader:
+    """Reads forecasts and alerts from the end of their topics in a process of its own, so the paced
+    producer in this one never holds up (through the GIL) the moment an arrival is stamped.
+
+    Keeps (as_of ts, arrival) per SKU and the alerts; :meth:`collect` takes in what has arrived."""
 
     def __init__(self, forecasts: str, alerts: str) -> None:
-        super().__init__(daemon=True)
+        ctx = multiprocessing.get_context("spawn")
         self.forecasts: dict[str, list[tuple[float, float]]] = defaultdict(list)  # sku -> (as_of ts, arrival)
         self.alerts: list[dict[str, Any]] = []
-        self.assigned = threading.Event()
-        self._halt = threading.Event()
-        self._topics = (forecasts, alerts)
+        self.assigned = ctx.Event()
+        self._halt = ctx.Event()
+        self._rows: Any = ctx.Queue()
+        self._proc = ctx.Process(target=read_outputs, args=(forecasts, alerts, self._rows, self.assigned, self._halt),
+                                 daemon=True)
 
-    def run(self) -> None:
-        consumer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": unique("bench-lat-read"),
-                             "auto.offset.reset": "latest", "enable.auto.commit": False,
-                             "fetch.wait.max.ms": 10, "fetch.min.bytes": 1})
-        consumer.subscribe(list(self._topics), on_assign=lambda c, parts: self.assigned.set())
-        try:
-            while not self._halt.is_set():
-                msg = consumer.poll(0.05)  # returns at the first message (consume(n) waits for n or timeout)
-                arrival = time.time()
-                if msg is None or msg.error() or msg.value() is None:
-                    continue
-                doc = orjson.loads(msg.value() or b"")
-                if msg.topic() == self._topics[0]:
-                    as_of = datetime.fromisoformat(doc["as_of"]).timestamp()
-                    self.forecasts[doc["sku"]].append((as_of, arrival))
-                else:
-                    self.alerts.append({**doc, "arrival": arrival})
-        finally:
-            consumer.close()
+    def start(self) -> None:
+        self._proc.start()
+
+    def collect(self) -> None:
+        while True:
+            try:
+                chunk = self._rows.get_nowait()
+            except queue.Empty:
+                return
+            self._take(chunk)
+
+    def _take(self, chunk: tuple[list[tuple[str, float, float]], list[dict[str, Any]]]) -> None:
+        forecasts, alerts = chunk
+        for sku, as_of, arrival in forecasts:
+            self.forecasts[sku].append((as_of, arrival))
+        self.alerts.extend(alerts)
 
     def stop(self) -> None:
         self._halt.set()
-        self.join(10)
+        deadline = time.monotonic() + 10
+        while self._proc.is_alive() and time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):  # drain: a child with queued data does not exit
+                self._take(self._rows.get(timeout=0.1))
+        self._proc.join(1)
+
+
+def read_outputs(forecasts: str, alerts: str, rows: Any, assigned: Any, halt: Any) -> None:
+    """The reader process: stamps each output's arrival, sends them on in chunks."""
+    consumer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": unique("bench-lat-read"),
+                         "auto.offset.reset": "latest", "enable.auto.commit": False,
+                         "fetch.wait.max.ms": 10, "fetch.min.bytes": 1})
+    consumer.subscribe([forecasts, alerts], on_assign=lambda c, parts: assigned.set())
+    got: list[tuple[str, float, float]] = []
+    opened: list[dict[str, Any]] = []
+    sent_at = time.monotonic()
+    try:
+        while not halt.is_set():
+            msg = consumer.poll(0.05)  # returns at the first message (consume(n) waits for n or timeout)
+            arrival = time.time()
+            if msg is not None and not msg.error() and msg.value() is not None:
+                doc = orjson.loads(msg.value() or b"")
+                if msg.topic() == forecasts:
+                    got.append((doc["sku"], datetime.fromisoformat(doc["as_of"]).timestamp(), arrival))
+                else:
+                    opened.append({**doc, "arrival": arrival})
+            if (got or opened) and time.monotonic() - sent_at > 0.2:
+                rows.put((got, opened))
+                got, opened, sent_at = [], [], time.monotonic()
+    finally:
+        rows.put((got, opened))
+        consumer.close()
 
 
 def low_latency_producer() -> Producer:
@@ -136,8 +171,10 @@ def offer(producer: Producer, topic: str, skus: np.ndarray, rate: float, seconds
     return sent, surge_end, i / (time.perf_counter() - start)
 
 
-def latencies(sent: list[tuple[str, float]], forecasts: dict[str, list[tuple[float, float]]]) -> tuple[np.ndarray, int]:
-    """Per order: arrival of the first forecast of its SKU that has seen it, minus its send time."""
+def latencies(sent: list[tuple[str, float]],
+              forecasts: dict[str, list[tuple[float, float]]]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per order: arrival of the first forecast of its SKU that has seen it, minus its send time
+    (and the send times of the orders matched)."""
     index: dict[str, tuple[list[float], list[float]]] = {}
     for sku, rows in forecasts.items():
         rows = sorted(rows, key=lambda r: r[1])  # arrival order
@@ -146,7 +183,7 @@ def latencies(sent: list[tuple[str, float]], forecasts: dict[str, list[tuple[flo
         as_of = [r[0] for r in by_as_of]
         first_arrival = list(np.minimum.accumulate([r[1] for r in by_as_of][::-1])[::-1])
         index[sku] = (as_of, first_arrival)
-    out, missed = [], 0
+    out, at, missed = [], [], 0
     for sku, ts in sent:
         entry = index.get(sku)
         pos = bisect.bisect_left(entry[0], ts - 1e-6) if entry else 0
@@ -154,7 +191,19 @@ def latencies(sent: list[tuple[str, float]], forecasts: dict[str, list[tuple[flo
             missed += 1
             continue
         out.append(entry[1][pos] - ts)
-    return np.asarray(out), missed
+        at.append(ts)
+    return np.asarray(out), np.asarray(at), missed
+
+
+def by_second(lat: np.ndarray, at: np.ndarray) -> list[dict[str, float]]:
+    """p99 and max of each second of the load: a tail from a few stalls looks different from one of
+    a worker that cannot keep up."""
+    if len(lat) == 0:
+        return []
+    second = np.floor(at - at.min()).astype(int)
+    return [{"second": int(k), "orders": int((second == k).sum()),
+             "p99_ms": float(np.percentile(lat[second == k], 99) * 1e3), "max_ms": float(lat[second == k].max() * 1e3)}
+            for k in np.unique(second)]
 
 
 def worker_stats(worker: Any) -> dict[str, float]:
@@ -229,9 +278,11 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
                                               args.surge_lines)
             stats = stage_means(before, worker_stats(worker))
             time.sleep(args.drain)
-            lat, missed = latencies(sent, reader.forecasts)
+            reader.collect()
+            lat, at, missed = latencies(sent, reader.forecasts)
             phases.append({"offered_per_s": rate, "achieved_per_s": achieved, "events": len(sent),
-                           "matched": len(lat), "missed": missed, **summary(lat), "worker": stats})
+                           "matched": len(lat), "missed": missed, **summary(lat), "worker": stats,
+                           "by_second": by_second(lat, at)})
             if surge_end is not None:
                 opened = [a for a in reader.alerts if a["sku"] == SURGE_SKU and a["state"] == "opened"]
                 surge = {"at_offered_per_s": rate, "lines": args.surge_lines,
