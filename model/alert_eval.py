@@ -186,9 +186,9 @@ def replay(panel: Panel, table: np.ndarray, quantiles: tuple[float, ...], lookba
         for k in range(1, w + 1):
             windows[:, k - 1, w - k :] = table[:, di + w - k, :k]
         past_orders = None
-        if th.drop_past_days:  # order lines a day over the weeks before the drop window
-            past = slice(max(col - th.drop_days - th.drop_past_days + 1, 0), max(col - th.drop_days + 1, 0))
-            past_orders = daily_o[:, past].sum(axis=1) / th.drop_past_days
+        if th.past_days:  # order lines a day over the weeks before the drop window
+            past = slice(max(col - th.drop_days - th.past_days + 1, 0), max(col - th.drop_days + 1, 0))
+            past_orders = daily_o[:, past].sum(axis=1) / th.past_days
         cum_u, cum_o = np.cumsum(panel.units[:, col], axis=1), np.cumsum(panel.orders[:, col], axis=1)
         win_days = np.arange(d - w + 1, d + 1)
         for h in range(24):

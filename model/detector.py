@@ -24,10 +24,12 @@ normally seen, see :mod:`model.nowcast`):
   normal, a silent week is not, and a slow drop does not hide by lowering its own forecast either.
 * **Gates**: a surge must also exceed the forecast's median in units (scaled to the share of the
   day seen) and reach ``min_units``; a drop needs an expected count worth the name — at a few
-  order lines a day, a quiet day is normal. With ``drop_past_days`` a drop's expectation is also
-  capped at what the SKU actually sold a day in the weeks before its window: a product that had
-  already stopped selling, or whose forecast overshoots (a Christmas ramp it does not share), is
-  not a new drop.
+  order lines a day, a quiet day is normal.
+* **The SKU's own past** (with ``past_days``): over the last days the expectation is also held to
+  what the SKU actually sold a day in the weeks before the drop window. A drop is judged against
+  the lesser of the two: a product that had already stopped selling, or whose forecast overshoots
+  (a Christmas ramp it does not share), is not a new drop. A multi-day surge is judged against
+  the greater: a SKU that was already selling above its forecast is not a new surge over it.
 
 The thresholds (:class:`model.thresholds.Thresholds`) are calibrated on a backtest of normal
 days (:mod:`model.alert_eval`) so that at most ``false_alarm_rate`` alerts per SKU-day fire, and
@@ -167,10 +169,11 @@ class DetectorInputs:
     since_drop: np.ndarray | None = None
     """(n,) the same after a drop alert (recovery against a forecast pulled down is no surge)."""
     past_orders: np.ndarray | None = None
-    """(n,) order lines a day the SKU actually sold over the weeks before the drop window. A drop is
-    judged against the lesser of the forecast and this (scaled like it): a SKU the forecast still
-    expects to sell but that had stopped before the window (a product at its end, a forecast that
-    overshoots) is not a new drop. ``None``: the forecast alone."""
+    """(n,) order lines a day the SKU actually sold over the weeks before the drop window. Over the
+    last days a drop is judged against the lesser of the forecast and this (scaled like it), a surge
+    against the greater: a SKU the forecast still expects to sell but that had stopped (a product at
+    its end, a forecast that overshoots) is not a new drop, one already selling above its forecast
+    not a new surge. ``None``: the forecast alone."""
     level: np.ndarray | None = None
     """(n, W) market-wide demand level per window day (observed / expected over all SKUs; 1 = as
     forecast). A day when the whole shop sells 3x is not a surge of any one SKU."""
@@ -265,6 +268,9 @@ def score(inp: DetectorInputs, th: Thresholds) -> Scores:
     inc_s, inc_d = inp.include_surge.astype(np.float64), inp.include_drop.astype(np.float64)
     u_s, o_s = _suffix_sums(units, inc_s)[:, :w_s], _suffix_sums(orders, inc_s)[:, :w_s]
     e_s = (exp_day[:, :w_s] * (inc_s[:, None, :] * last_k[:w_s])).sum(axis=2)
+    past = None if inp.past_orders is None else np.asarray(inp.past_orders, dtype=np.float64)[:, None]
+    if past is not None:  # the window's days as counted (share of today, market level), at the past rate
+        e_s = np.maximum(e_s, past * _suffix_sums(day_share * level, inc_s)[:, :w_s])
     m_s = (med_day[:, :w_s] * (inc_s[:, None, :] * last_k[:w_s])).sum(axis=2)
     obs_s = [obs_orders_today[:, None], o_s]
     exp_s = [exp_orders_today[:, None], e_s]
@@ -285,9 +291,8 @@ def score(inp: DetectorInputs, th: Thresholds) -> Scores:
     # hours: at a few order lines a day, a quiet hour is normal).
     o_d = _suffix_sums(orders, inc_d)[:, :w_d]
     e_d = (exp_day[:, :w_d] * (inc_d[:, None, :] * last_k[:w_d])).sum(axis=2)
-    if inp.past_orders is not None:
-        past_days = _suffix_sums(day_share * level, inc_d)[:, :w_d]  # the window's days, as counted
-        e_d = np.minimum(e_d, np.asarray(inp.past_orders, dtype=np.float64)[:, None] * past_days)
+    if past is not None:
+        e_d = np.minimum(e_d, past * _suffix_sums(day_share * level, inc_d)[:, :w_d])
     obs_d = np.concatenate([obs_orders_today[:, None], o_d], axis=1)
     exp_d = np.concatenate([exp_orders_today[:, None], e_d], axis=1)
     drop, col_d = _best(z_down(obs_d, exp_d), (exp_d >= th.min_expected_orders) & settled_d[:, None])

@@ -30,9 +30,10 @@ class Thresholds:
     drop_window_days: int = 0
     """Days the drop score scans, the same way (0 = ``window_days``). A silence of several days is
     strong evidence only over several days: at a few order lines a day, two silent days are not."""
-    drop_past_days: int = 0
-    """A drop is judged against the lesser of the forecast and what the SKU sold a day over this many
-    days before the drop window (0 = the forecast alone)."""
+    past_days: int = 0
+    """Over its last days a drop is judged against the lesser, a surge against the greater, of the
+    forecast and what the SKU sold a day over this many days before the drop window (0 = the
+    forecast alone)."""
     recent_hours: int = 2
     """Also score the trailing hours of today on their own, every window of :func:`scan_hours` up to
     this many (0 = only the whole day so far)."""
@@ -70,7 +71,7 @@ class Thresholds:
     def from_dict(cls, data: dict[str, Any]) -> Thresholds:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         th = cls(**known)
-        bad = (th.window_days < 1 or th.drop_window_days < 0 or th.drop_past_days < 0 or th.recent_hours < 0
+        bad = (th.window_days < 1 or th.drop_window_days < 0 or th.past_days < 0 or th.recent_hours < 0
                or th.surge <= 0 or th.drop <= 0 or th.margin < 1 or th.settle_days < 0)
         if bad or not 0 < th.resolve_share <= 1:
             raise ValueError(f"implausible alert thresholds: {known}")

@@ -48,7 +48,7 @@ def thresholds_for(settings: Settings, model_dir: str | Path | None = None, vers
         resolve_share=settings.alert_resolve_share,
         window_days=settings.alert_window_days,
         drop_window_days=settings.alert_drop_window_days,
-        drop_past_days=settings.alert_drop_past_days,
+        past_days=settings.alert_past_days,
         recent_hours=settings.alert_recent_hours,
         margin=settings.alert_margin,
         settle_days=settings.alert_settle_days,
@@ -62,7 +62,7 @@ def thresholds_for(settings: Settings, model_dir: str | Path | None = None, vers
     calibrated = load_thresholds(model_dir, version) if model_dir is not None and version else None
     if calibrated is None:
         return th
-    keep = ("surge", "drop", "window_days", "drop_window_days", "drop_past_days", "recent_hours", "margin",
+    keep = ("surge", "drop", "window_days", "drop_window_days", "past_days", "recent_hours", "margin",
             "settle_days", "min_units", "min_expected_orders", "min_history_days", "false_alarm_rate", "calibration")
     return replace(th, **{k: getattr(calibrated, k) for k in keep})
 

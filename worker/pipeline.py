@@ -309,11 +309,11 @@ class BatchProcessor:
         """Forecast the batch's SKUs and score them (and due drop checks) with ONE model call."""
         # One model and one set of thresholds per batch, even if a hot reload lands mid-batch.
         model, tracker, ctx, th = self._model, self._alerts, self._detect, self._alerts.thresholds
-        # The detector reads the longer of the surge and the drop window (``span_days``), the drop
-        # score also what the SKU sold in the ``drop_past_days`` before its window.
+        # The detector reads the longer of the surge and the drop window (``span_days``), and what
+        # the SKU sold in the ``past_days`` before the drop window.
         w = th.span_days
         width = history_width(model)
-        read = max(width, th.drop_past_days) + w
+        read = max(width, th.past_days) + w
         idle = ctx.idle_due(set(skus)) if self._s.alert_watch_max_skus else IdleChecks()
         started = time.perf_counter()
         recent_hours = th.recent_hours
@@ -423,8 +423,8 @@ class BatchProcessor:
             recent = {"recent_units": batch.recent_units, "recent_orders": batch.recent_orders,
                       "recent_share": np.where(firsts > 0, share[:, None] - start, 0.0)}
         past_orders = None
-        if th.drop_past_days:  # order lines a day in the days before the drop window
-            d, p = th.drop_days, th.drop_past_days
+        if th.past_days:  # order lines a day in the days before the drop window
+            d, p = th.drop_days, th.past_days
             past_orders = batch.orders[:, -d - p : -d].sum(axis=1) / p
         scores = score(DetectorInputs(q, today_fc[:, 0], window_fc, batch.units[:, -w:], batch.orders[:, -w:],
                                       masks["surge"], masks["drop"], opu, share, **recent,

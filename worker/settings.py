@@ -105,9 +105,10 @@ class Settings(BaseSettings):
     alert_drop_window_days: int = Field(3, ge=0, le=7)
     """Days the drop score scans, the same way (0 = ``alert_window_days``), when not calibrated: a
     SKU selling a few order lines a day is told from a quiet spell only after days of silence."""
-    alert_drop_past_days: int = Field(14, ge=0, le=56)
-    """A drop is judged against the lesser of the forecast and what the SKU sold a day over this many
-    days before the drop window (0 = the forecast alone), when not calibrated."""
+    alert_past_days: int = Field(14, ge=0, le=56)
+    """Over its last days a drop is judged against the lesser, a surge against the greater, of the
+    forecast and what the SKU sold a day over this many days before the drop window (0 = the
+    forecast alone), when not calibrated."""
     alert_recent_hours: int = Field(6, ge=0, le=24)
     """Today's trailing hours (1, 2, 3, 6 .. up to this many) are also scored alone (0 = off), when not calibrated."""
     alert_margin: float = Field(1.2, ge=1.0, le=10.0)

@@ -150,8 +150,8 @@ def test_thresholds_from_settings_and_the_calibrated_file(tmp_path: Path) -> Non
     assert (calibrated.margin, calibrated.settle_days) == (1.0, 0)
     assert thresholds_for(s, tmp_path, "unknown") == plain
     # ... and so does one calibrated before the drop window: drops over its window_days.
-    assert (plain.drop_window_days, plain.drop_days, plain.drop_past_days) == (3, 3, 14)
-    assert (calibrated.drop_window_days, calibrated.drop_days, calibrated.drop_past_days) == (0, 2, 0)
-    save_thresholds(tmp_path, "v10", replace(Thresholds(), window_days=2, drop_window_days=5, drop_past_days=21))
+    assert (plain.drop_window_days, plain.drop_days, plain.past_days) == (3, 3, 14)
+    assert (calibrated.drop_window_days, calibrated.drop_days, calibrated.past_days) == (0, 2, 0)
+    save_thresholds(tmp_path, "v10", replace(Thresholds(), window_days=2, drop_window_days=5, past_days=21))
     assert (thresholds_for(s, tmp_path, "v10").drop_days, thresholds_for(s, tmp_path, "v10").span_days) == (5, 5)
-    assert thresholds_for(s, tmp_path, "v10").drop_past_days == 21
+    assert thresholds_for(s, tmp_path, "v10").past_days == 21

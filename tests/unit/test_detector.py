@@ -250,13 +250,25 @@ def test_a_drop_is_judged_against_what_the_sku_sold_before_its_window() -> None:
     assert score(inputs(fc, *silent, opu=0.1), th).drop[1] > th.drop  # the forecast alone
 
 
+def test_a_multi_day_surge_is_judged_against_what_the_sku_already_sold() -> None:
+    th = replace(Thresholds(), window_days=3, recent_hours=0, surge=4.0, margin=1.2, min_units=0)
+    fc = [[5.0, 10.0, 20.0]] * 2
+    # Two days of 12 lines each, and one early this morning, against a forecast of ~1.3 lines a
+    # day. Row 0 had sold ~1 line a day before (a surge); row 1 had been selling 12 a day for weeks
+    # (its forecast lags: no new surge).
+    busy = ([[120.0, 120.0, 10.0]] * 2, [[12.0, 12.0, 1.0]] * 2)
+    s = score(inputs(fc, *busy, opu=0.1, share=0.1, past_orders=np.array([1.0, 12.0])), th)
+    assert s.surge[0] > th.surge > s.surge[1]
+    assert score(inputs(fc, *busy, opu=0.1, share=0.1), th).surge[1] > th.surge  # the forecast alone
+
+
 def test_thresholds_without_the_drop_window_load_as_calibrated(tmp_path: Path) -> None:
     # A file written before the drop window existed: its drop cut was calibrated on window_days.
     old = json.loads(replace(Thresholds(), window_days=2, drop=5.047).to_json())
-    del old["drop_window_days"], old["drop_past_days"]
+    del old["drop_window_days"], old["past_days"]
     (tmp_path / "v1.alerts.json").write_text(json.dumps(old))
     th = load_thresholds(tmp_path, "v1")
     assert th is not None and th.drop == 5.047
-    assert (th.drop_window_days, th.drop_days, th.span_days, th.drop_past_days) == (0, 2, 2, 0)
+    assert (th.drop_window_days, th.drop_days, th.span_days, th.past_days) == (0, 2, 2, 0)
     with pytest.raises(ValueError):
         Thresholds.from_dict({**old, "drop_window_days": -1})
