@@ -18,6 +18,9 @@ trap cleanup EXIT
 "$SK" services up
 "$SK" reset --yes
 "$SK" train --if-missing
+# The model's alert thresholds, calibrated once on a backtest (1 false alarm per 1,000 SKU-days).
+MODELS="${SKUCAST_MODEL_DIR:-models}"
+[ -f "$MODELS/$(cat "$MODELS/LATEST").alerts.json" ] || "$SK" evaluate-alerts --model-dir "$MODELS"
 "$SK" worker >"$LOGS/worker.log" 2>&1 &
 pids+=($!)
 echo "worker started (log: $LOGS/worker.log); waiting for it to serve http://127.0.0.1:${SKUCAST_WEB_PORT:-6066}/health"
