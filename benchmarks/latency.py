@@ -83,9 +83,12 @@ class OutputReader:
         self._proc.start()
 
     def collect(self) -> None:
+        """Take in everything sent so far: until the reader has been silent for a second (it sends
+        every 0.2 s while outputs arrive; ``get_nowait`` would stop at a gap in the pipe while its
+        feeder thread still holds chunks)."""
         while True:
             try:
-                chunk = self._rows.get_nowait()
+                chunk = self._rows.get(timeout=1.0)
             except queue.Empty:
                 return
             self._take(chunk)
@@ -211,13 +214,14 @@ def worker_stats(worker: Any) -> dict[str, float]:
     text = worker.metrics()
     out = {"t": time.perf_counter(), "cpu_s": cpu_seconds(worker_pid(worker)), "redis_cpu_s": redis_cpu()}
     for name in ("skucast_batch_events", "skucast_batch_seconds", "skucast_redis_seconds",
-                 "skucast_inference_seconds"):
+                 "skucast_inference_seconds", "skucast_delivery_seconds"):
         out[f"{name}_sum"] = metric_value(text, f"{name}_sum")
         out[f"{name}_count"] = metric_value(text, f"{name}_count")
     out["forecasts"] = metric_value(text, "skucast_forecasts_emitted_total")
-    slow = 'skucast_batch_seconds_bucket{le="0.05"} '
-    out["batches_within_50ms"] = next((float(line[len(slow):]) for line in text.splitlines()
-                                       if line.startswith(slow)), 0.0)
+    for name, key in (("skucast_batch_seconds", "batches_within_50ms"), ("skucast_delivery_seconds",
+                                                                         "deliveries_within_50ms")):
+        bucket = f'{name}_bucket{{le="0.05"}} '
+        out[key] = next((float(line[len(bucket):]) for line in text.splitlines() if line.startswith(bucket)), 0.0)
     return out
 
 
@@ -232,6 +236,9 @@ def stage_means(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
             "mean_batch_events": mean("skucast_batch_events"), "mean_batch_ms": mean("skucast_batch_seconds") * 1e3,
             "batches_over_50ms": (b["skucast_batch_seconds_count"] - a["skucast_batch_seconds_count"])
             - (b["batches_within_50ms"] - a["batches_within_50ms"]),
+            "mean_delivery_ms": mean("skucast_delivery_seconds") * 1e3,
+            "deliveries_over_50ms": (b["skucast_delivery_seconds_count"] - a["skucast_delivery_seconds_count"])
+            - (b["deliveries_within_50ms"] - a["deliveries_within_50ms"]),
             "mean_redis_op_ms": mean("skucast_redis_seconds") * 1e3,
             "mean_inference_ms": mean("skucast_inference_seconds") * 1e3,
             "forecasts_per_s": (b["forecasts"] - a["forecasts"]) / span,
@@ -280,6 +287,8 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
             time.sleep(args.drain)
             reader.collect()
             lat, at, missed = latencies(sent, reader.forecasts)
+            if missed > len(sent) // 1000:
+                print(f"warning: {missed} of {len(sent)} orders at {rate}/s got no forecast", file=sys.stderr)
             phases.append({"offered_per_s": rate, "achieved_per_s": achieved, "events": len(sent),
                            "matched": len(lat), "missed": missed, **summary(lat), "worker": stats,
                            "by_second": by_second(lat, at)})
