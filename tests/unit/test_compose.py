@@ -97,6 +97,7 @@ def test_redis_appends_only(compose: dict[str, Any]) -> None:
     assert "--appendonly" in words
     assert words[words.index("--appendonly") + 1] == "yes"
     assert words[words.index("--save") + 1] == ""  # AOF only, as `skucast services up` runs it
+    assert words[words.index("--auto-aof-rewrite-min-size") + 1] == "1gb"  # the same rewrite threshold
     assert any(v.endswith(":/data") for v in _service(compose, "redis").get("volumes", []))
 
 

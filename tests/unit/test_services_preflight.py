@@ -119,6 +119,7 @@ def test_generated_configs_hold_the_settings(tmp_path: Path) -> None:
     assert "auto.create.topics.enable=false" in props
     conf = redis.redis_conf(settings, tmp_path)
     assert "port 26379" in conf and "appendonly yes" in conf and "bind 127.0.0.1" in conf
+    assert "auto-aof-rewrite-min-size 1gb" in conf
     assert 'requirepass "p\\"w"' in conf
 
 

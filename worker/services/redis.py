@@ -138,6 +138,10 @@ def redis_conf(settings: Settings, rdir: Path) -> str:
         # No RDB snapshots besides: with AOF on they are never loaded, and each one forks the
         # server (a stall that grows with the data set) and writes the whole data set again.
         'save ""',
+        # An AOF rewrite does the same. The window store's writes grow the AOF fast: at the 64 MB
+        # default it was rewritten every ~20 s at 5,000 orders/s, each time a second of a core
+        # (docs/benchmarks.md); past this size it still is rewritten once it doubles.
+        "auto-aof-rewrite-min-size 1gb",
     ]
     password = _password(settings)
     if password:
