@@ -16,6 +16,7 @@ the tracker lays them over what Redis returns.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from streams.redis_scripts import hmget_many, sku_tag
 from worker.settings import Settings
 
 KINDS: tuple[Kind, Kind] = ("surge", "drop")
+log = logging.getLogger("skucast.alerts")
 
 
 def thresholds_for(settings: Settings, model_dir: str | Path | None = None, version: str | None = None) -> Thresholds:
@@ -59,9 +61,16 @@ def thresholds_for(settings: Settings, model_dir: str | Path | None = None, vers
         critical_ratio=max(settings.alert_critical_factor, settings.alert_surge_factor),
         false_alarm_rate=settings.alert_false_alarm_rate,
     )
-    calibrated = load_thresholds(model_dir, version) if model_dir is not None and version else None
-    if calibrated is None:
+    if model_dir is None or not version:
         return th
+    calibrated = load_thresholds(model_dir, version)
+    if calibrated is None:
+        log.warning("alert thresholds of model %s are not calibrated (no %s.alerts.json in %s): using the settings' "
+                    "surge z > %s, drop z > %s; calibrate them with: skucast evaluate-alerts --model-dir %s",
+                    version, version, model_dir, th.surge, th.drop, model_dir)
+        return th
+    log.info("alert thresholds of model %s, calibrated to %s alerts per normal SKU-day: surge z > %s, drop z > %s",
+             version, calibrated.false_alarm_rate, calibrated.surge, calibrated.drop)
     keep = ("surge", "drop", "window_days", "drop_window_days", "past_days", "recent_hours", "margin",
             "settle_days", "min_units", "min_expected_orders", "min_history_days", "false_alarm_rate", "calibration")
     return replace(th, **{k: getattr(calibrated, k) for k in keep})

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from model.detector import DetectorInputs, score
 from model.surge import AlertState, Moment, alert_id, projected_shortfall, step
@@ -136,7 +138,7 @@ def test_cold_start_rows_never_alert() -> None:
     asyncio.run(main())
 
 
-def test_thresholds_from_settings_and_the_calibrated_file(tmp_path: Path) -> None:
+def test_thresholds_from_settings_and_the_calibrated_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     s = Settings(alert_surge_z=3.3, alert_cooldown_hours=2, alert_resolve_z=1.5, model_dir=tmp_path)
     plain = thresholds_for(s)
     assert (plain.surge, plain.resolve, plain.window_days) == (3.3, 1.5, 2)
@@ -148,7 +150,9 @@ def test_thresholds_from_settings_and_the_calibrated_file(tmp_path: Path) -> Non
     assert calibrated.resolve == 1.5 and calibrated.calibration == {"sku_days": 123}
     # A file calibrated before margin / settle_days existed keeps the scoring it was calibrated with.
     assert (calibrated.margin, calibrated.settle_days) == (1.0, 0)
-    assert thresholds_for(s, tmp_path, "unknown") == plain
+    with caplog.at_level(logging.WARNING, logger="skucast.alerts"):
+        assert thresholds_for(s, tmp_path, "unknown") == plain
+    assert "not calibrated" in caplog.text and "skucast evaluate-alerts" in caplog.text
     # ... and so does one calibrated before the drop window: drops over its window_days.
     assert (plain.drop_window_days, plain.drop_days, plain.past_days) == (3, 3, 14)
     assert (calibrated.drop_window_days, calibrated.drop_days, calibrated.past_days) == (0, 2, 0)
