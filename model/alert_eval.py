@@ -40,7 +40,17 @@ from model.alert_inject import (
     plan_events,
     poisson_tail,
 )
-from model.detector import DetectorInputs, breaches, calm, orders_per_unit, quantile_mean, scan_hours, score, severity
+from model.detector import (
+    DetectorInputs,
+    breaches,
+    calm,
+    orders_per_unit,
+    past_daily_orders,
+    quantile_mean,
+    scan_hours,
+    score,
+    severity,
+)
 from model.features import day_index, index_to_date
 from model.nowcast import ProfileLearner, market_level, share_seen
 from model.surge import AlertState, Moment, step
@@ -185,10 +195,7 @@ def replay(panel: Panel, table: np.ndarray, quantiles: tuple[float, ...], lookba
         windows = np.zeros((n, w, *window_fc.shape[1:]), dtype=window_fc.dtype)
         for k in range(1, w + 1):
             windows[:, k - 1, w - k :] = table[:, di + w - k, :k]
-        past_orders = None
-        if th.past_days:  # order lines a day over the weeks before the drop window
-            past = slice(max(col - th.drop_days - th.past_days + 1, 0), max(col - th.drop_days + 1, 0))
-            past_orders = daily_o[:, past].sum(axis=1) / th.past_days
+        past_orders = past_daily_orders(daily_o[:, : col + 1], th)
         cum_u, cum_o = np.cumsum(panel.units[:, col], axis=1), np.cumsum(panel.orders[:, col], axis=1)
         win_days = np.arange(d - w + 1, d + 1)
         for h in range(24):

@@ -328,6 +328,19 @@ def orders_per_unit(orders: np.ndarray, units: np.ndarray) -> np.ndarray:
     return (orders.sum(axis=1, dtype=np.float64) + 0.1) / (units.sum(axis=1, dtype=np.float64) + 1.0)
 
 
+def past_daily_orders(orders: np.ndarray, th: Thresholds) -> np.ndarray | None:
+    """(n,) order lines a day over the ``past_days`` before the drop window, from ``orders`` (n, D)
+    daily order lines whose last column is today; ``None`` when ``past_days`` is 0.
+
+    >>> past_daily_orders(np.array([[4.0, 2.0, 0.0, 0.0, 0.0]]), Thresholds(drop_window_days=3, past_days=2))
+    array([3.])
+    """
+    if not th.past_days:
+        return None
+    end = orders.shape[1] - th.drop_days
+    return orders[:, max(end - th.past_days, 0) : max(end, 0)].sum(axis=1) / th.past_days
+
+
 def breaches(s: Scores, th: Thresholds) -> tuple[np.ndarray, np.ndarray]:
     """(surge, drop) bool per row: the score lies beyond its calibrated threshold."""
     return s.surge > th.surge, s.drop > th.drop

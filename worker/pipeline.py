@@ -4,7 +4,8 @@ Independent of Faust: the app feeds it :class:`RawRecord` batches, tests can too
 committed by the caller only after the batch's delivery is confirmed: :meth:`BatchProcessor.process`
 returns then; :meth:`BatchProcessor.start` returns once the Redis update and the outputs are done,
 with a future for their delivery, so the next batch is computed while this one is delivered
-(deliveries still go out one after another, in batch order).
+(deliveries still go out one after another, in batch order). What a batch scores for alerts,
+and the scoring itself, is :mod:`worker.batch_scoring`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
-from model.detector import DetectorInputs, active_festivals, orders_per_unit, quantile_mean, scan_hours, score
+from model.detector import scan_hours
 from model.surge import AlertState
 from model.thresholds import Thresholds
 from streams.buckets import day_to_date
@@ -35,7 +36,8 @@ from streams.contracts import (
 from streams.ingest import RawRecord, decode_orders
 from streams.window_store import DayWindows, HourWindows, OrderUpdate, WindowStore, updates_from_orders
 from worker import metrics
-from worker.alerting import AlertStates, AlertTracker, Context, MemoryAlertStates, SkuAlerts, thresholds_for
+from worker.alerting import AlertStates, AlertTracker, MemoryAlertStates, thresholds_for
+from worker.batch_scoring import Batch, score_batch
 from worker.coalesce import ForecastCoalescer, first_positions
 from worker.detection import DetectionContext, IdleChecks
 from worker.emitter import Emitter
@@ -84,63 +86,6 @@ def history_width(model: Forecasts) -> int:
 
 async def _none() -> None:
     return None
-
-
-@dataclass
-class Batch:
-    """The SKUs a batch scores: those with orders, then the watched ones due a drop check."""
-
-    skus: list[str]
-    units: np.ndarray
-    orders: np.ndarray
-    end_day: np.ndarray
-    first_seen: np.ndarray
-    moment_ts: np.ndarray
-    """When each row is scored: its watermark (touched) or its partition's clock (idle)."""
-    categories: list[str | None]
-    known: np.ndarray
-    """Rows the store knows (a SKU without metadata has no history to judge)."""
-    recent_units: np.ndarray | None
-    """(n, K) units of today's trailing-hour windows (zeros for quiet SKUs); ``None``: not scored."""
-    recent_orders: np.ndarray | None
-    recent_first_hour: np.ndarray | None
-    """(n, K) local hour index each recent window starts at (never before today's midnight)."""
-
-    @classmethod
-    def of(cls, touched: DayWindows, quiet: DayWindows | None, idle: IdleChecks, hours: HourWindows | None,
-           spans: tuple[int, ...] = ()) -> Batch:
-        """``spans``: the trailing-hour windows to sum (:func:`model.detector.scan_hours`); by default
-        one window as wide as ``hours``."""
-        parts = [touched] + ([quiet] if quiet is not None else [])
-        metas = [m for p in parts for m in p.meta]
-        moment = [m.watermark_ts if m else 0.0 for m in touched.meta] + list(idle.ts)
-        recent: tuple[np.ndarray | None, ...] = (None, None, None)
-        if hours is not None:
-            k = hours.units.shape[1]
-            spans = spans or (k,)
-            pad = np.zeros((len(idle.skus), len(spans)))
-            index = hours.end_hour[:, None] - k + 1 + np.arange(k)[None, :]
-            today = index // 24 == (hours.end_hour // 24)[:, None]  # only today's hours count
-            # (n, K): one column per window of the last ``span`` hours (never before midnight).
-            within = np.stack([today & (index > hours.end_hour[:, None] - span) for span in spans], axis=1)
-            midnight = hours.end_hour // 24 * 24
-            first = np.stack([np.maximum(hours.end_hour - span + 1, midnight) for span in spans], axis=1)
-            recent = (np.concatenate([(hours.units[:, None, :] * within).sum(axis=2), pad]),
-                      np.concatenate([(hours.orders[:, None, :] * within).sum(axis=2), pad]),
-                      np.concatenate([first, pad.astype(np.int64)]))
-        return cls(
-            skus=[s for p in parts for s in p.skus],
-            units=np.concatenate([p.units for p in parts]),
-            orders=np.concatenate([p.orders for p in parts]),
-            end_day=np.concatenate([p.end_day for p in parts]),
-            first_seen=np.array([m.first_seen_ts if m else 0.0 for m in metas], dtype=np.float64),
-            moment_ts=np.asarray(moment, dtype=np.float64),
-            categories=[m.category if m else None for m in metas],
-            known=np.array([m is not None for m in metas], dtype=bool),
-            recent_units=recent[0],
-            recent_orders=recent[1],
-            recent_first_hour=recent[2],
-        )
 
 
 @dataclass
@@ -343,8 +288,8 @@ class BatchProcessor:
         for k in range(1, w + 1):
             windows[:, k - 1, w - k :] = values[(k - 1) * m : k * m, :k]
         window_fc = windows[:, -1]
-        alerts = self._alerts_of(batch, today_fc, window_fc, fallbacks[:m], history_days, known, model, th, now,
-                                 windows)
+        alerts = score_batch(batch, today_fc, window_fc, windows, fallbacks[:m], history_days, known, model, th,
+                             tracker, ctx, now)
         return forecasts, alerts
 
     async def _read_touched(self, skus: list[str], days: int, hours: int) -> tuple[DayWindows, HourWindows | None]:
@@ -396,55 +341,6 @@ class BatchProcessor:
                 )
             )
         return out
-
-    def _alerts_of(self, batch: Batch, today_fc: np.ndarray, window_fc: np.ndarray, fallbacks: list[str | None],
-                   history_days: np.ndarray, known: list[SkuAlerts], model: Forecasts, th: Thresholds,
-                   now: datetime, windows: np.ndarray | None = None) -> list[AlertEvent]:
-        """Nowcast, score and run the lifecycle for every row of the batch (vectorised)."""
-        tracker, ctx = self._alerts, self._detect
-        q = tuple(model.quantiles)
-        n, w = len(batch.skus), th.span_days
-        at = ctx.local(batch.moment_ts)
-        share = ctx.share(batch.categories, at)
-        history = slice(batch.units.shape[1] - 1 - model.lookback, batch.units.shape[1] - 1)
-        opu = orders_per_unit(batch.orders[:, history], batch.units[:, history])
-        win_days = at.day[:, None] + np.arange(-w + 1, 1)[None, :]
-        level = ctx.market.level(batch.skus, win_days, share[:, None], at.day[:, None])
-        include = np.ones((n, w), dtype=bool)
-        masks, since = {}, {}
-        for kind in ("surge", "drop"):  # days an alert of the kind already reported stay out
-            breach_day = np.array([k.states[kind].breach_day if kind in k.states else -(10**9) for k in known])
-            masks[kind] = include & ((win_days > breach_day[:, None]) | (win_days == at.day[:, None]))
-            since[kind] = at.day - breach_day  # settle_days: the forecast still digests that alert
-        recent: dict[str, np.ndarray] = {}
-        if batch.recent_first_hour is not None and batch.recent_units is not None and batch.recent_orders is not None:
-            firsts = batch.recent_first_hour
-            start = ctx.share_at_hours(batch.categories, at.day, firsts)
-            recent = {"recent_units": batch.recent_units, "recent_orders": batch.recent_orders,
-                      "recent_share": np.where(firsts > 0, share[:, None] - start, 0.0)}
-        past_orders = None
-        if th.past_days:  # order lines a day in the days before the drop window
-            d, p = th.drop_days, th.past_days
-            past_orders = batch.orders[:, -d - p : -d].sum(axis=1) / p
-        scores = score(DetectorInputs(q, today_fc[:, 0], window_fc, batch.units[:, -w:], batch.orders[:, -w:],
-                                      masks["surge"], masks["drop"], opu, share, **recent,
-                                      history_days=history_days, windows=windows, level=level,
-                                      past_orders=past_orders,
-                                      since_surge=since["surge"], since_drop=since["drop"]), th)
-        expected_orders = quantile_mean(today_fc, q) * opu[:, None]
-        ctx.market.update(batch.skus, at.day, expected_orders, batch.orders[:, -1])
-        # A drop may be judged over its last days: watch SKUs expecting enough lines over those.
-        ctx.watch(batch.skus, expected_orders[:, 0] * th.drop_days >= th.min_expected_orders)
-        mid = int(np.argmin(np.abs(np.asarray(q) - 0.5)))
-        festivals = tuple(getattr(getattr(model, "spec", None), "festivals", ()) or ())
-        context = Context(
-            skus=batch.skus, day=at.day, hour=at.hour, event_ts=batch.moment_ts,
-            festival=lambda day: active_festivals(np.array([day]), festivals)[0],
-            remaining_today=(1.0 - share) * today_fc[:, 0, mid],
-            next_days=today_fc[:, 1:, mid].sum(axis=1),
-            eligible=np.array([f is None for f in fallbacks]) & batch.known,
-        )
-        return tracker.decide(scores, context, known, model.version, now, th)
 
     @staticmethod
     def _count(applied: int, fenced: int, dups: int, dead: list, late: list, forecasts: list, alerts: list) -> None:
