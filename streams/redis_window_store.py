@@ -4,11 +4,11 @@ Key layout, all keys of a SKU share the hash tag ``{<sku>}`` (one cluster slot p
 
     <prefix>:{<sku>}:m   hash   wm (watermark ts), wd / wh (watermark day / hour index),
                                 bd / bh (ring base day / hour), fs (first seen ts),
-                                pr (last price), cat, ex (last TTL refresh), sm (seen trim mark),
-                                p<partition> → last offset
+                                pr (last price), cat, ex (last TTL refresh), sm (dedup trim mark),
+                                p<partition> → last offset,
+                                #<dedup key> → event ts, for the dedup horizon
     <prefix>:{<sku>}:d   string day ring: day_retention + 1 slots of 12 bytes
     <prefix>:{<sku>}:h   string hour ring: 24 * hour_retention + 1 slots of 12 bytes
-    <prefix>:{<sku>}:s   zset   dedup_key → event ts, for the dedup horizon
 
 A ring slot holds ``units i32 | orders u24 | revenue_milli i40`` (12 bytes, big-endian,
 ``BITFIELD INCRBY`` with ``OVERFLOW SAT``: per bucket up to 2.1 billion units, 16.7 million
@@ -17,7 +17,9 @@ than wraps). Bucket ``b`` lives in slot ``(b - base) % slots`` and is valid whil
 ``watermark - slots < b <= watermark``. Advancing the watermark zeroes exactly the slots it
 expires, so trimming costs O(expired buckets); reading the last L buckets is one ``GETRANGE``
 (two when it wraps), returned as bytes and decoded by numpy. The base is the SKU's first bucket
-minus the grace period, so a young SKU's ring only grows as far as its history.
+minus the grace period, so a young SKU's ring only grows as far as its history. (One string for
+both rings would save a key and a command per SKU, but costs every SKU its full size, ~10 KB,
+from its first order: twice what a SKU in its first year needs.)
 
 Writes: ``window_apply.lua`` takes several SKUs per call on a standalone server and one hash
 slot's SKUs per call on a cluster; every call of a batch goes in one non-transactional
@@ -83,10 +85,10 @@ _READ_LUA = files("streams").joinpath("window_read.lua").read_text()
 _META_FIELDS = ("wm", "fs", "cat", "pr", "wd", "wh")
 
 
-def sku_keys(prefix: str, sku: str) -> tuple[str, str, str, str]:
-    """(meta, day ring, hour ring, seen) keys of one SKU."""
+def sku_keys(prefix: str, sku: str) -> tuple[str, str, str]:
+    """(meta, day ring, hour ring) keys of one SKU."""
     base = f"{prefix}:{{{sku_tag(sku)}}}:"
-    return base + "m", base + "d", base + "h", base + "s"
+    return base + "m", base + "d", base + "h"
 
 
 def _text(value: Any) -> str:
@@ -166,14 +168,14 @@ class RedisWindowStore:
         return slot_groups(skus, self._cluster, self._skus_per_call)
 
     def _keys(self, sku: str) -> tuple[bytes, ...]:
-        """The SKU's four keys as bytes; the common part is encoded once per SKU (encoding keys
+        """The SKU's three keys as bytes; the common part is encoded once per SKU (encoding keys
         was most of the client's work; joining bytes is cheap, and only the base is kept)."""
         base = self._key_cache.get(sku)
         if base is None:
             if len(self._key_cache) >= 500_000:
                 self._key_cache.clear()
             base = self._key_cache[sku] = sku_keys(self._prefix, sku)[0][:-1].encode()
-        return base + b"m", base + b"d", base + b"h", base + b"s"
+        return base + b"m", base + b"d", base + b"h"
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -241,7 +243,7 @@ class RedisWindowStore:
             for group in groups:
                 keys: list[bytes] = []
                 for g in group:
-                    meta_key, day_key, hour_key, _ = self._keys(skus[g])
+                    meta_key, day_key, hour_key = self._keys(skus[g])
                     keys.append(meta_key)
                     if "d" in grains:
                         keys.append(day_key)
@@ -324,7 +326,7 @@ class RedisWindowStore:
         return [_parse_meta(sku, r) for sku, r in zip(skus, replies, strict=True)]
 
     async def totals(self, sku: str, grain: Grain) -> dict[int, tuple[int, int, int]]:
-        meta_key, day_key, hour_key, _ = sku_keys(self._prefix, sku)
+        meta_key, day_key, hour_key = sku_keys(self._prefix, sku)
         ring_key, slots, top_field, base_field = (
             (day_key, self.day_slots, "wd", "bd") if grain == "day" else (hour_key, self.hour_slots, "wh", "bh")
         )
@@ -356,6 +358,6 @@ def _wire(u: OrderUpdate) -> list[Any]:
         u.units,
         u.revenue_milli,
         u.price,
-        u.dedup_key,
+        "#" + u.dedup_key,  # its field in the meta hash
         u.category or "",
     ]

@@ -146,9 +146,11 @@ def test_same_batch_twice_leaves_exact_totals(backend: Backend) -> None:
     backend.run(body)
 
 
-def test_redelivery_with_rewinds_matches_the_reference_exactly(backend: Backend) -> None:
+@pytest.mark.parametrize("batch", [97, 1], ids=["batches", "one-event-calls"])
+def test_redelivery_with_rewinds_matches_the_reference_exactly(backend: Backend, batch: int) -> None:
+    # batch 1: every SKU of every Lua call has a single event (the script's own path for that)
     events = stream(seed=7)
-    deliveries = at_least_once(events, seed=11)
+    deliveries = at_least_once(events, seed=11, batch=batch)
     assert sum(map(len, deliveries)) > len(events) * 1.2  # the plan really redelivers
     ref = reference()
     want = ref.apply(events)
@@ -252,8 +254,8 @@ def test_retention_trims_days_and_hours(backend: Backend) -> None:
         assert sorted(days) == [u.day for u in daily if u.day >= wd - 10]
         assert days[wd - 10] == (15, 1, 22_500)
         assert sorted(await store.totals("S", "hour")) == [u.hour for u in daily if u.hour >= wh - 48]
-        seen = sku_keys(store.prefix, "S")[3]  # dedup horizon 1 day: trimmed with 1/4 slack
-        assert 1 <= await client.zcard(seen) <= 2
+        meta_key = sku_keys(store.prefix, "S")[0]  # dedup horizon 1 day: trimmed with 1/4 slack
+        assert 1 <= sum(f.startswith(b"#") for f in await client.hkeys(meta_key)) <= 2
         window = await store.read_days(["S"], 30)
         assert window.units[0].tolist() == [0.0] * 19 + [float(u.units) for u in daily[14:]]
         old = await store.read_days(["S"], 5, end_day=[wd - 12])  # all of it beyond retention
@@ -268,6 +270,28 @@ def test_retention_trims_days_and_hours(backend: Backend) -> None:
         await store.apply(jump)
         assert await store.totals("J", "day") == {jump[1].day: (4, 1, 6000)}
         assert await store.totals("J", "hour") == {jump[1].hour: (4, 1, 6000)}
+
+    backend.run(body)
+
+
+def test_expired_slots_are_zeroed_for_every_step_of_the_watermark(backend: Backend) -> None:
+    # The hour ring (49 slots) wraps several times; steps of 1 and 2 hours zero their slots in
+    # the same BITFIELD as the increments, longer ones with SETRANGE: every path leaves exactly
+    # the last 49 hours.
+    steps = [1, 2, 3, 1, 1, 5, 2, 1, 7, 2, 2, 1, 4, 1] * 8
+    events, ts = [], T0
+    for i, step in enumerate(steps):
+        ts += step * HOUR
+        events.append(upd("S", i, ts, units=i % 9 + 1))
+
+    async def body(store: RedisWindowStore, client: Any) -> None:
+        for i in range(0, len(events), 3):
+            await store.apply(events[i : i + 3])
+        top = events[-1].hour
+        assert await store.totals("S", "hour") == expected_totals([u for u in events if u.hour > top - 49], "hour")
+        assert await store.totals("S", "day") == expected_totals(
+            [u for u in events if u.day > events[-1].day - 11], "day"
+        )
 
     backend.run(body)
 
@@ -377,7 +401,7 @@ def test_a_skus_keys_share_one_slot_and_expire_when_idle(backend: Backend) -> No
 
 def test_ttls_are_refreshed_by_activity_and_a_sku_without_meta_starts_over(backend: Backend) -> None:
     async def body(store: RedisWindowStore, client: Any) -> None:
-        meta_key, day_key, _, _ = sku_keys(store.prefix, "S")
+        meta_key, day_key, _ = sku_keys(store.prefix, "S")
         await store.apply([upd("S", 0, T0, units=5)])
         await asyncio.sleep(1.2)  # idle_ttl 16 s: refreshed at most once a second
         assert await client.ttl(meta_key) <= 15
