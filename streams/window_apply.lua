@@ -83,8 +83,8 @@ end
 
 -- The watermark bucket moved from old_top to top: the slots of buckets old_top+1..top held
 -- expired buckets, unless the ring never wrapped (bucket - base < n: a slot past any written
--- one, since every written bucket is >= base).
-local function clear(key, old_top, top, base, n, ops)
+-- one, since every written bucket is >= base). keep_top: the caller SETs top's slot itself.
+local function clear(key, old_top, top, base, n, ops, keep_top)
   local lo = math.max(old_top + 1, base + n)
   if top < lo then return end
   if old_top < base + n then
@@ -97,6 +97,10 @@ local function clear(key, old_top, top, base, n, ops)
   if top - lo + 1 >= n then
     zero_slots(key, 0, n - 1, ops)
     return
+  end
+  if keep_top then
+    top = top - 1
+    if top < lo then return end
   end
   local s0, s1 = (lo - base) % n, (top - base) % n
   if s0 <= s1 then
@@ -150,13 +154,15 @@ end
 
 -- Append the INCRBYs of one bucket's sums to ops, unless the bucket expired within this call
 -- (it would share a ring slot with the newest bucket).
-local function add_sums(ops, bucket, units, orders, rev, base, n, top)
+-- (op: 'INCRBY', or 'SET' for a slot known to be zero)
+local function add_sums(ops, bucket, units, orders, rev, base, n, top, op)
   if bucket <= top - n then return end
   local bit = ((bucket - base) % n) * SLOT * 8
   local k = #ops
-  ops[k + 1], ops[k + 2], ops[k + 3], ops[k + 4] = 'INCRBY', 'i32', bit, units
-  ops[k + 5], ops[k + 6], ops[k + 7], ops[k + 8] = 'INCRBY', 'u24', bit + 32, orders
-  ops[k + 9], ops[k + 10], ops[k + 11], ops[k + 12] = 'INCRBY', 'i40', bit + 56, rev
+  op = op or 'INCRBY'
+  ops[k + 1], ops[k + 2], ops[k + 3], ops[k + 4] = op, 'i32', bit, units
+  ops[k + 5], ops[k + 6], ops[k + 7], ops[k + 8] = op, 'u24', bit + 32, orders
+  ops[k + 9], ops[k + 10], ops[k + 11], ops[k + 12] = op, 'i40', bit + 56, rev
 end
 
 -- Zero one ring's expiring slots and add its bucket sums (acc: bucket -> {units, orders,
@@ -172,9 +178,14 @@ end
 -- flush for one event of a known SKU
 local function flush_one(key, bucket, units, rev, base, n, old_top)
   local ops = {}
-  local top = math.max(old_top, bucket)
-  clear(key, old_top, top, base, n, ops)
-  add_sums(ops, bucket, units, 1, rev, base, n, top)
+  if bucket > old_top then
+    -- a new newest bucket: its slot is zero (never written, or expired now), so SET it rather
+    -- than zero it and add to it
+    clear(key, old_top, bucket, base, n, ops, true)
+    add_sums(ops, bucket, units, 1, rev, base, n, bucket, 'SET')
+  else
+    add_sums(ops, bucket, units, 1, rev, base, n, old_top)
+  end
   bitfield(key, ops)
 end
 
