@@ -52,6 +52,9 @@ end
 local function int(x) -- exact text of an integer-valued double (partition numbers)
   return format('%d', x)
 end
+-- Other numbers passed to redis.call (per SKU: bit offsets, sums, offsets, day/hour indices)
+-- are turned into text by Redis itself, in C, as '%.17g': exact for these integers, and cheaper
+-- than formatting them here.
 
 local partition_fields = {}
 local function pfield_of(p) -- the meta field of a partition's last offset: 'p' .. p
@@ -62,9 +65,6 @@ local function pfield_of(p) -- the meta field of a partition's last offset: 'p' 
   end
   return f
 end
--- Other numbers passed to redis.call (per SKU: bit offsets, sums, offsets, day/hour indices)
--- are turned into text by Redis itself, in C, as '%.17g': exact for these integers, and cheaper
--- than formatting them here.
 
 -- Zero slots s0..s1 of a ring: as BITFIELD SETs in ops when one or two (the watermark's usual
 -- step), else one SETRANGE.

@@ -274,10 +274,11 @@ def test_retention_trims_days_and_hours(backend: Backend) -> None:
     backend.run(body)
 
 
-def test_expired_slots_are_zeroed_for_every_step_of_the_watermark(backend: Backend) -> None:
-    # The hour ring (49 slots) wraps several times; steps of 1 and 2 hours zero their slots in
-    # the same BITFIELD as the increments, longer ones with SETRANGE: every path leaves exactly
-    # the last 49 hours.
+@pytest.mark.parametrize("per_call", [3, 1], ids=["batches", "one-event-calls"])
+def test_expired_slots_are_zeroed_for_every_step_of_the_watermark(backend: Backend, per_call: int) -> None:
+    # The hour ring (49 slots) wraps several times. Steps of 1 and 2 hours zero their slots in
+    # the same BITFIELD as the increments (one event a call: the new bucket's slot is SET),
+    # longer ones with SETRANGE; every path leaves exactly the last 49 hours.
     steps = [1, 2, 3, 1, 1, 5, 2, 1, 7, 2, 2, 1, 4, 1] * 8
     events, ts = [], T0
     for i, step in enumerate(steps):
@@ -285,8 +286,8 @@ def test_expired_slots_are_zeroed_for_every_step_of_the_watermark(backend: Backe
         events.append(upd("S", i, ts, units=i % 9 + 1))
 
     async def body(store: RedisWindowStore, client: Any) -> None:
-        for i in range(0, len(events), 3):
-            await store.apply(events[i : i + 3])
+        for i in range(0, len(events), per_call):
+            await store.apply(events[i : i + per_call])
         top = events[-1].hour
         assert await store.totals("S", "hour") == expected_totals([u for u in events if u.hour > top - 49], "hour")
         assert await store.totals("S", "day") == expected_totals(
