@@ -217,6 +217,18 @@ end
 
 local apply_sku
 
+-- The two rules both paths share. A duplicate: an event with this key was applied at seen_ts
+-- (nil: none) within the horizon of max(watermark, this event's time); an older entry is a
+-- lingering one (not trimmed yet), not a duplicate. Late: behind the watermark by more than the
+-- grace period (day < bd or hour < bh cannot happen while the base margins cover the grace).
+local function is_dup(seen_ts, wm, ts)
+  return seen_ts ~= nil and seen_ts >= math.max(wm, ts) - horizon
+end
+
+local function is_late(wm, bd, bh, ts, day, hour)
+  return ts < wm - grace or day < bd or hour < bh
+end
+
 -- A known SKU with one event in this call, the usual case (at 5k orders/s over thousands of
 -- SKUs, nearly every SKU of a batch): apply_sku's rules without its tables, about a tenth less
 -- server time. The contract tests replay the same stream one event per call and in batches.
@@ -231,10 +243,9 @@ local function apply_one(mk, dk, hk, ev)
   local day, hour = ev[5], ev[6]
   local hset, seen_add = {pf, off}, {}
   local out
-  local stored = m[12]
-  if stored and tonumber(stored) >= math.max(wm, ts) - horizon then
+  if is_dup(tonumber(m[12]), wm, ts) then
     out = {0, 0, 1}
-  elseif ts < wm - grace or day < bd or hour < bh then
+  elseif is_late(wm, bd, bh, ts, day, hour) then
     out = {0, 0, 0, 0, fmt(wm)}
   else
     out = {1, 0, 0}
@@ -264,13 +275,11 @@ end
 
 apply_sku = function(mk, dk, hk, events, m)
   -- One HMGET for the meta, the last offset of every partition in this share and the dedup
-  -- key of every event in it (m: that reply already, for a single event).
+  -- key of every event in it; a single event comes from apply_one, with that reply (m) read.
   local pfield, kfield
   local first = events[1]
-  local p1 = first[1]
-  if #events == 1 then -- no argument table to build
-    m = m or call('HMGET', mk, 'wm', 'wd', 'wh', 'bd', 'bh', 'fs', 'ex', 'pr', 'cat', 'sm', pfield_of(p1), first[10])
-    pfield, kfield = {[p1] = 11}, {[first[10]] = 12}
+  if m then
+    pfield, kfield = {[first[1]] = 11}, {[first[10]] = 12}
   else
     local fields = {unpack(META)}
     pfield, kfield = {}, {}
@@ -321,22 +330,13 @@ apply_sku = function(mk, dk, hk, events, m)
       moved[p] = true
       local key = ev[10]
       local day, hour = ev[5], ev[6]
-      local is_late = wm ~= nil and (ts < wm - grace or day < bd or hour < bh)
-      -- (day < bd or hour < bh cannot happen while the base margins cover the grace period)
-      -- duplicate: an applied event with this key and an event time within the horizon of
-      -- max(watermark, this event's time)
-      local prior = seen_new[key]
-      local dup = false
-      if prior ~= nil then
-        dup = prior >= math.max(wm, ts) - horizon
-      elseif not fresh then
-        -- an entry older than the horizon is a lingering one (not trimmed yet), not a duplicate
-        local stored = m[kfield[key]]
-        dup = stored and tonumber(stored) >= math.max(wm, ts) - horizon
-      end
-      if dup then
+      local late_here = wm ~= nil and is_late(wm, bd, bh, ts, day, hour)
+      -- applied earlier in this call, else as stored (a fresh SKU has nothing stored)
+      local seen_ts = seen_new[key]
+      if seen_ts == nil and not fresh then seen_ts = tonumber(m[kfield[key]]) end
+      if is_dup(seen_ts, wm, ts) then
         dups = dups + 1
-      elseif is_late then
+      elseif late_here then
         late[#late + 1] = j - 1
         late[#late + 1] = fmt(wm)
       else

@@ -200,7 +200,7 @@ class AlertTracker:
     def decide(self, scores: Scores, ctx: Context, known: Sequence[SkuAlerts], model_version: str,
                now: datetime, thresholds: Thresholds | None = None) -> list[AlertEvent]:
         """The batch's alert events (``thresholds``: those the scores were made with; default: the
-        tracker's); the state changes wait for :meth:`commit`."""
+        tracker's); the state changes wait for :meth:`take_pending` and :meth:`save`."""
         th = thresholds or self.thresholds
         b_surge, b_drop = breaches(scores, th)
         c_surge, c_drop = calm(scores, th)
@@ -234,10 +234,6 @@ class AlertTracker:
         for sku, kind, state in changes:
             if self._unsaved.get((sku, kind)) is state:  # not since replaced by a later batch's
                 del self._unsaved[(sku, kind)]
-
-    async def commit(self) -> None:
-        """Persist the state changes of the last :meth:`decide` (after its events are delivered)."""
-        await self.save(self.take_pending())
 
     @staticmethod
     def _event(transition: str, kind: str, state: AlertState, i: int, s: Scores, value: np.ndarray,

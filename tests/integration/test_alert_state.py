@@ -57,7 +57,7 @@ def test_a_restarted_tracker_keeps_the_lifecycle(services: None) -> None:
         scores, ctx = batch_scores([60.0, 6.0])
         opened = first.decide(scores, ctx, await first.load(ctx.skus), "v1", NOW)  # type: ignore[arg-type]
         assert [e.state for e in opened] == ["opened"]
-        await first.commit()
+        await first.save(first.take_pending())
 
         # "Restart": a new tracker, only Redis in common.
         second = AlertTracker(RedisAlertStates(client, prefix), Thresholds(), cooldown_hours=6)
@@ -67,7 +67,7 @@ def test_a_restarted_tracker_keeps_the_lifecycle(services: None) -> None:
         calm_ctx.day, calm_ctx.hour = calm_ctx.day + 1, calm_ctx.hour + 24
         resolved = second.decide(calm, calm_ctx, await second.load(calm_ctx.skus), "v1", NOW)  # type: ignore[arg-type]
         assert [(e.state, e.alert_id) for e in resolved] == [("resolved", opened[0].alert_id)]
-        await second.commit()
+        await second.save(second.take_pending())
         stored = (await RedisAlertStates(client, prefix).load(["S0"]))[0]
         assert not stored.states["surge"].is_open and stored.stock == 500.0
 

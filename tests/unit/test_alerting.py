@@ -83,7 +83,7 @@ def test_tracker_emits_events_and_persists_only_on_commit() -> None:
         assert e.observed == 600.0 and e.expected == 60.0 and (e.lower, e.upper) == (30.0, 108.0)
         assert e.projected_shortfall is None  # no stock known
         assert states.data == {}  # nothing stored before the events are delivered
-        await tracker.commit()
+        await tracker.save(tracker.take_pending())
         assert states.data["S0"].states["surge"].alert_id == e.alert_id
 
         # A restarted worker (new tracker, same store) does not re-open the alert ...
