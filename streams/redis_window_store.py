@@ -2,11 +2,13 @@
 
 Key layout, all keys of a SKU share the hash tag ``{<sku>}`` (one cluster slot per SKU)::
 
-    <prefix>:{<sku>}:m   hash   wm (watermark ts), wd / wh (watermark day / hour index),
-                                bd / bh (ring base day / hour), fs (first seen ts),
-                                pr (last price), cat, ex (last TTL refresh), sm (dedup trim mark),
+    <prefix>:{<sku>}:m   hash   m → the meta, packed (:data:`META_FORMAT`): watermark ts,
+                                first seen ts, dedup trim mark, last price, last TTL refresh,
+                                watermark day / hour index, ring base day / hour; then the
+                                category's bytes
                                 p<partition> → last offset,
-                                #<dedup key> → event ts, for the dedup horizon
+                                #<dedup key> → event ts (a big-endian double), for the dedup
+                                horizon
     <prefix>:{<sku>}:d   string day ring: day_retention + 1 slots of 12 bytes
     <prefix>:{<sku>}:h   string hour ring: 24 * hour_retention + 1 slots of 12 bytes
 
@@ -40,6 +42,7 @@ Usage (``client`` a ``redis.asyncio.Redis`` or ``RedisCluster``)::
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Iterator, Sequence
 from importlib.resources import files
 from typing import Any
@@ -82,7 +85,10 @@ def decode_slots(raw: bytes) -> np.ndarray:
     return out
 _APPLY_LUA = files("streams").joinpath("window_apply.lua").read_text()
 _READ_LUA = files("streams").joinpath("window_read.lua").read_text()
-_META_FIELDS = ("wm", "fs", "cat", "pr", "wd", "wh")
+META_FORMAT = struct.Struct(">dddddiiii")
+"""The packed meta before the category: wm fs sm pr ex (doubles), wd wh bd bh (int32)."""
+_LEGACY_FIELDS = ("wm", "fs", "cat", "pr", "wd", "wh", "bd", "bh")
+"""The meta as hashes written before it was packed keep it, until their SKU's next update."""
 
 
 def sku_keys(prefix: str, sku: str) -> tuple[str, str, str]:
@@ -95,20 +101,30 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _parse_meta(sku: str, fields: Sequence[Any]) -> SkuMeta | None:
-    """SkuMeta from (wm, fs, cat, pr, wd, wh); a missing field is None (HMGET) or False (JSON)."""
-    wm, fs, cat, pr, wd, wh = (None if f is False else f for f in fields)
-    if wm is None or fs is None or wd is None or wh is None:
+def _unpack_meta(sku: str, fixed: bytes, category: str) -> tuple[SkuMeta, int, int]:
+    """(SkuMeta, ring base day, ring base hour) from the packed meta and the category."""
+    wm, fs, _sm, pr, _ex, wd, wh, bd, bh = META_FORMAT.unpack(fixed)
+    meta = SkuMeta(
+        sku=sku, first_seen_ts=fs, watermark_ts=wm, category=category or None, last_price=pr,
+        watermark_day=wd, watermark_hour=wh,
+    )  # fmt: skip
+    return meta, bd, bh
+
+
+def _parse_meta_hash(sku: str, fields: Sequence[bytes | None]) -> tuple[SkuMeta, int, int] | None:
+    """(SkuMeta, base day, base hour) from ``HMGET m *_LEGACY_FIELDS``; None for an unknown SKU."""
+    blob, *legacy = fields
+    if blob is not None:
+        return _unpack_meta(sku, blob[: META_FORMAT.size], blob[META_FORMAT.size :].decode())
+    wm, fs, cat, pr, wd, wh, bd, bh = legacy
+    if wm is None or fs is None or wd is None or wh is None or bd is None or bh is None:
         return None
-    return SkuMeta(
-        sku=sku,
-        first_seen_ts=float(fs),
-        watermark_ts=float(wm),
-        category=_text(cat) if cat is not None else None,
-        last_price=float(pr) if pr is not None else math.nan,
-        watermark_day=int(wd),
-        watermark_hour=int(wh),
-    )
+    meta = SkuMeta(
+        sku=sku, first_seen_ts=float(fs), watermark_ts=float(wm),
+        category=_text(cat) if cat is not None else None, last_price=float(pr) if pr is not None else math.nan,
+        watermark_day=int(wd), watermark_hour=int(wh),
+    )  # fmt: skip
+    return meta, int(bd), int(bh)
 
 
 class RedisWindowStore:
@@ -260,13 +276,17 @@ class RedisWindowStore:
 
         def place(call: int, reply: list[bytes]) -> None:
             # Writes rows no other call writes: running it again after a resend is harmless.
-            header, *blobs = reply
-            buckets = {grain: decode_slots(blobs[0 if grain == "d" else 1]) for grain in grains}
+            header, day_bytes, hour_bytes, packed = reply
+            buckets = {grain: decode_slots(day_bytes if grain == "d" else hour_bytes) for grain in grains}
             pos = dict.fromkeys(grains, 0)
+            known = 0
             for g, row in zip(groups[call], orjson.loads(header), strict=True):
-                metas[g] = _parse_meta(skus[g], row[:6])
+                if row[0] is not False:
+                    fixed = packed[known * META_FORMAT.size : (known + 1) * META_FORMAT.size]
+                    metas[g] = _unpack_meta(skus[g], fixed, row[0])[0]
+                    known += 1
                 for k, grain in enumerate(grains):
-                    e, lo, hi = row[6 + 3 * k : 9 + 3 * k]
+                    e, lo, hi = row[1 + 3 * k : 4 + 3 * k]
                     if e is False:
                         continue  # unknown SKU and no end given: zeros, end bucket 0
                     ends, data = out[grain]
@@ -321,22 +341,23 @@ class RedisWindowStore:
     async def meta(self, skus: Sequence[str]) -> list[SkuMeta | None]:
         pipe = self._client.pipeline(transaction=False)
         for sku in skus:
-            pipe.hmget(sku_keys(self._prefix, sku)[0], list(_META_FIELDS))
+            pipe.hmget(sku_keys(self._prefix, sku)[0], ["m", *_LEGACY_FIELDS])
         replies = await pipe.execute()
-        return [_parse_meta(sku, r) for sku, r in zip(skus, replies, strict=True)]
+        parsed = [_parse_meta_hash(sku, r) for sku, r in zip(skus, replies, strict=True)]
+        return [p[0] if p is not None else None for p in parsed]
 
     async def totals(self, sku: str, grain: Grain) -> dict[int, tuple[int, int, int]]:
         meta_key, day_key, hour_key = sku_keys(self._prefix, sku)
-        ring_key, slots, top_field, base_field = (
-            (day_key, self.day_slots, "wd", "bd") if grain == "day" else (hour_key, self.hour_slots, "wh", "bh")
-        )
+        ring_key, slots = (day_key, self.day_slots) if grain == "day" else (hour_key, self.hour_slots)
         pipe = self._client.pipeline(transaction=True)  # one slot: MULTI works on a cluster too
-        pipe.hmget(meta_key, [top_field, base_field])
+        pipe.hmget(meta_key, ["m", *_LEGACY_FIELDS])
         pipe.get(ring_key)
-        (top_raw, base_raw), raw = await pipe.execute()
-        if top_raw is None or not raw:
+        fields, raw = await pipe.execute()
+        parsed = _parse_meta_hash(sku, fields)
+        if parsed is None or not raw:
             return {}
-        top, base = int(top_raw), int(base_raw)
+        meta, base_day, base_hour = parsed
+        top, base = (meta.watermark_day, base_day) if grain == "day" else (meta.watermark_hour, base_hour)
         ring = decode_slots(raw)
         out: dict[int, tuple[int, int, int]] = {}
         for slot in np.flatnonzero((ring["units"] != 0) | (ring["orders"] != 0) | (ring["revenue_milli"] != 0)):
@@ -347,12 +368,11 @@ class RedisWindowStore:
 
 
 def _wire(u: OrderUpdate) -> list[Any]:
-    """One event as ``window_apply.lua`` reads it (the event time also as its shortest exact text)."""
+    """One event as ``window_apply.lua`` reads it."""
     return [
         u.partition,
         u.offset,
         u.event_ts,
-        repr(float(u.event_ts)),
         u.day,
         u.hour,
         u.units,

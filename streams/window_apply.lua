@@ -3,29 +3,38 @@
 -- KEYS, three per SKU i (all hash-tagged by the SKU, so one SKU is one cluster slot):
 --   KEYS[3i-2] meta hash   KEYS[3i-1] day ring   KEYS[3i] hour ring
 -- ARGV[1] JSON: one list per SKU of events, in Kafka order
---   [partition, offset, event_ts, event_ts text, day, hour, units, revenue_milli, price,
---    '#' .. dedup_key, category|""]
+--   [partition, offset, event_ts, day, hour, units, revenue_milli, price, '#' .. dedup_key,
+--    category|""]
 -- ARGV[2..9]: grace_s, dedup_horizon_s, day_slots, hour_slots, idle_ttl_s, ttl_refresh_s,
 --             base_margin_days, base_margin_hours
 -- Reply: a JSON list with one list per SKU: [applied, fenced, duplicates, then one pair per late
 --   event: its 0-based index in that SKU's list, the watermark_ts it was judged against (string)].
 --
+-- The meta hash holds (see redis_window_store.py):
+--   'm'           the SKU's meta, packed: META_FMT (watermark ts, first seen ts, dedup trim mark,
+--                 last price, last TTL refresh; watermark day and hour, ring base day and hour)
+--                 followed by the category's bytes
+--   'p' .. p      the last offset applied from partition p
+--   '#' .. key    a dedup key's event ts, packed as a big-endian double
+--
 -- Cost matters (this runs for every order line). Per SKU and call it is one HMGET (the meta,
 -- the partitions' last offsets and the events' dedup keys), one BITFIELD per grain (its touched
 -- buckets, and the zeroing of the one or two slots that expire as the watermark moves on) and
--- one HSET (the changed fields and the new dedup keys). A command called from Lua costs about
--- as much again as its own work (arguments, lookup, reply), so the number of commands and keys
--- is most of the time:
--- - the dedup keys live in the meta hash ('#' .. key -> event ts text), not in a set of their
---   own (that was a command per event and another key per SKU); they are trimmed with one
---   HGETALL once the watermark is a quarter horizon past the last trim;
+-- one HSET (the meta, the offsets and the new dedup keys). A command called from Lua costs about
+-- as much again as its own work (arguments, lookup, reply), so the number of commands, keys,
+-- fields and numbers turned into text is most of the time:
+-- - the meta is one packed field, not ten: one listpack lookup instead of ten, no text numbers
+--   to parse or format (Redis 7.0 formats every Lua number passed to a command with
+--   snprintf('%.17g'); the dedup keys' event times are packed too);
+-- - the dedup keys live in the meta hash, not in a set of their own (that was a command per
+--   event and another key per SKU); they are trimmed with one HGETALL once the watermark is a
+--   quarter horizon past the last trim;
 -- - ring slots are zeroed only once a ring has wrapped, and TTLs are refreshed every
 --   ttl_refresh_s of server time, not on every call;
 -- - a known SKU with a single event, the usual case, has its own path without the general
 --   path's tables (apply_one).
--- The event time also arrives as text, for the dedup key's value and the watermark: Redis 7.0
--- turns a Lua number into an argument with snprintf('%.17g'), which was a tenth of the server's
--- time. (Text for every value cost the worker's Python more than it saved here.)
+-- A hash written before the meta was packed (fields 'wm', 'wd', ...; text dedup times) is read
+-- once and rewritten packed by the general path (read_legacy).
 
 local call, format = redis.call, string.format
 local SLOT = 12 -- bytes per bucket: units i32, orders u24, revenue_milli i40 (big-endian, saturating)
@@ -49,12 +58,43 @@ local function fmt(x) -- exact text of a double (event times, prices)
   return format('%.17g', x)
 end
 
-local function int(x) -- exact text of an integer-valued double (partition numbers)
+local function int(x) -- exact text of an integer-valued double (partitions, offsets)
   return format('%d', x)
 end
--- Other numbers passed to redis.call (per SKU: bit offsets, sums, offsets, day/hour indices)
--- are turned into text by Redis itself, in C, as '%.17g': exact for these integers, and cheaper
--- than formatting them here.
+-- The ring's bit offsets and sums are passed as numbers: Redis turns them into text itself.
+
+local pack, unpack_packed = struct.pack, struct.unpack
+local META_FMT = '>dddddi4i4i4i4' -- wm fs sm pr ex, wd wh bd bh; then the category's bytes
+local META_LEN = 56
+local NAN = 0 / 0 -- the last price of a SKU whose hash predates prices
+
+local function meta_blob(wm, fs, sm, pr, ex, wd, wh, bd, bh, cat)
+  return pack(META_FMT, wm, fs, sm, pr, ex, wd, wh, bd, bh) .. cat
+end
+
+-- wm fs sm pr ex wd wh bd bh cat of a packed meta
+local function read_blob(blob)
+  local wm, fs, sm, pr, ex, wd, wh, bd, bh = unpack_packed(META_FMT, blob)
+  return wm, fs, sm, pr, ex, wd, wh, bd, bh, string.sub(blob, META_LEN + 1)
+end
+
+-- The same from a hash written before the meta was packed; nil when there is none (a new SKU).
+local LEGACY = {'wm', 'fs', 'sm', 'pr', 'ex', 'wd', 'wh', 'bd', 'bh', 'cat'}
+local function read_legacy(mk)
+  local m = call('HMGET', mk, unpack(LEGACY))
+  if not m[1] then return nil end
+  local fs = tonumber(m[2])
+  return tonumber(m[1]), fs, tonumber(m[3]) or fs, tonumber(m[4]) or NAN, tonumber(m[5]) or 0,
+    tonumber(m[6]), tonumber(m[7]), tonumber(m[8]), tonumber(m[9]), m[10] or ''
+end
+
+-- A dedup key's event ts: packed (8 bytes), or text when written before (always longer: a
+-- timestamp's text has 10+ characters).
+local function seen_at(v)
+  if not v then return nil end
+  if #v == 8 then return (unpack_packed('>d', v)) end
+  return tonumber(v)
+end
 
 local partition_fields = {}
 local function pfield_of(p) -- the meta field of a partition's last offset: 'p' .. p
@@ -131,7 +171,7 @@ local function trim_seen(mk, cut)
   local all, old = call('HGETALL', mk), {}
   for i = 1, #all, 2 do
     local f = all[i]
-    if string.byte(f, 1) == 35 and tonumber(all[i + 1]) < cut then old[#old + 1] = f end
+    if string.byte(f, 1) == 35 and seen_at(all[i + 1]) < cut then old[#old + 1] = f end
   end
   if #old > 0 then call_chunked('HDEL', mk, old, 1) end
 end
@@ -189,17 +229,10 @@ local function flush_one(key, bucket, units, rev, base, n, old_top)
   bitfield(key, ops)
 end
 
-local META = {'wm', 'wd', 'wh', 'bd', 'bh', 'fs', 'ex', 'pr', 'cat', 'sm'}
-
--- Write the changed meta fields (hset: field, value, ...) and the new dedup keys (seen_add),
--- refreshing the TTLs every ttl_refresh seconds.
-local function write_meta(mk, dk, hk, m, fresh, hset, seen_add)
-  local refreshed = tonumber(m[7])
-  local refresh = fresh or refreshed == nil or now - refreshed >= ttl_refresh
-  if refresh then
-    hset[#hset + 1] = 'ex'
-    hset[#hset + 1] = now
-  end
+-- Write the packed meta (blob, nil: unchanged), the partitions' offsets and the new dedup keys
+-- (hset: field, value, ... ; seen_add the same for the dedup keys) in one HSET, and refresh the
+-- TTLs when asked.
+local function write_meta(mk, dk, hk, hset, seen_add, refresh)
   if #seen_add + #hset <= UNPACK_MAX then
     for _, v in ipairs(seen_add) do hset[#hset + 1] = v end
   else
@@ -230,58 +263,62 @@ local function is_late(wm, bd, bh, ts, day, hour)
 end
 
 -- A known SKU with one event in this call, the usual case (at 5k orders/s over thousands of
--- SKUs, nearly every SKU of a batch): apply_sku's rules without its tables, about a tenth less
--- server time. The contract tests replay the same stream one event per call and in batches.
+-- SKUs, nearly every SKU of a batch): apply_sku's rules without its tables. The contract tests
+-- replay the same stream one event per call and in batches.
 local function apply_one(mk, dk, hk, ev)
-  local pf, key = pfield_of(ev[1]), ev[10]
-  local m = call('HMGET', mk, 'wm', 'wd', 'wh', 'bd', 'bh', 'fs', 'ex', 'pr', 'cat', 'sm', pf, key)
+  local pf, key = pfield_of(ev[1]), ev[9]
+  local m = call('HMGET', mk, 'm', pf, key)
   if not m[1] then return apply_sku(mk, dk, hk, {ev}, m) end
   local off, ts = ev[2], ev[3]
-  if m[11] and off <= tonumber(m[11]) then return {0, 1, 0} end
-  local wm, wd, wh = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
-  local bd, bh = tonumber(m[4]), tonumber(m[5])
-  local day, hour = ev[5], ev[6]
-  local hset, seen_add = {pf, off}, {}
-  local out
-  if is_dup(tonumber(m[12]), wm, ts) then
+  if m[2] and off <= tonumber(m[2]) then return {0, 1, 0} end
+  local wm, fs, sm, pr, ex, wd, wh, bd, bh, cat = read_blob(m[1])
+  local day, hour = ev[4], ev[5]
+  local out, hset
+  local refresh = now - ex >= ttl_refresh
+  if refresh then ex = now end
+  if is_dup(seen_at(m[3]), wm, ts) then
     out = {0, 0, 1}
   elseif is_late(wm, bd, bh, ts, day, hour) then
     out = {0, 0, 0, 0, fmt(wm)}
   else
     out = {1, 0, 0}
-    local n = 2
     if ts >= wm then
-      if ts > wm then hset[n + 1], hset[n + 2] = 'wm', ev[4]; n = n + 2; wm = ts end
-      if ev[9] ~= tonumber(m[8]) then hset[n + 1], hset[n + 2] = 'pr', fmt(ev[9]); n = n + 2 end
-      if ev[11] ~= '' and ev[11] ~= m[9] then hset[n + 1], hset[n + 2] = 'cat', ev[11]; n = n + 2 end
+      wm, pr = ts, ev[8]
+      if ev[10] ~= '' then cat = ev[10] end
     end
-    flush_one(dk, day, ev[7], ev[8], bd, day_slots, wd)
-    flush_one(hk, hour, ev[7], ev[8], bh, hour_slots, wh)
-    if day > wd then hset[n + 1], hset[n + 2] = 'wd', day; n = n + 2 end
-    if hour > wh then hset[n + 1], hset[n + 2] = 'wh', hour; n = n + 2 end
-    local fs = tonumber(m[6])
-    if ts < fs then hset[n + 1], hset[n + 2] = 'fs', ts; n = n + 2 end
-    local sm = math.min(tonumber(m[10]) or fs, ts)
+    flush_one(dk, day, ev[6], ev[7], bd, day_slots, wd)
+    flush_one(hk, hour, ev[6], ev[7], bh, hour_slots, wh)
+    if day > wd then wd = day end
+    if hour > wh then wh = hour end
+    if ts < fs then fs = ts end
+    if ts < sm then sm = ts end
     if wm - horizon > sm + horizon / 4 then
       trim_seen(mk, wm - horizon)
       sm = wm - horizon
     end
-    if sm ~= (tonumber(m[10]) or fs) then hset[n + 1], hset[n + 2] = 'sm', sm end
-    seen_add[1], seen_add[2] = key, ev[4]
+    hset = {'m', meta_blob(wm, fs, sm, pr, ex, wd, wh, bd, bh, cat), pf, int(off), key, pack('>d', ts)}
   end
-  write_meta(mk, dk, hk, m, false, hset, seen_add)
+  if hset == nil then
+    if refresh then
+      hset = {'m', meta_blob(wm, fs, sm, pr, ex, wd, wh, bd, bh, cat), pf, int(off)}
+    else
+      hset = {pf, int(off)}
+    end
+  end
+  write_meta(mk, dk, hk, hset, {}, refresh)
   return out
 end
 
 apply_sku = function(mk, dk, hk, events, m)
-  -- One HMGET for the meta, the last offset of every partition in this share and the dedup
-  -- key of every event in it; a single event comes from apply_one, with that reply (m) read.
+  -- One HMGET for the packed meta, the last offset of every partition in this share and the
+  -- dedup key of every event in it; a single event comes from apply_one, with that reply (m:
+  -- 'm', its partition, its key) read.
   local pfield, kfield
   local first = events[1]
   if m then
-    pfield, kfield = {[first[1]] = 11}, {[first[10]] = 12}
+    pfield, kfield = {[first[1]] = 2}, {[first[9]] = 3}
   else
-    local fields = {unpack(META)}
+    local fields = {'m'}
     pfield, kfield = {}, {}
     for _, ev in ipairs(events) do
       local p = ev[1]
@@ -291,7 +328,7 @@ apply_sku = function(mk, dk, hk, events, m)
       end
     end
     for _, ev in ipairs(events) do
-      local key = ev[10]
+      local key = ev[9]
       if kfield[key] == nil then
         fields[#fields + 1] = key
         kfield[key] = #fields
@@ -299,15 +336,18 @@ apply_sku = function(mk, dk, hk, events, m)
     end
     m = call_chunked('HMGET', mk, fields, 1)
   end
-  local wm, wd, wh, bd, bh, fs, sm
-  local fresh = not m[1]
+  local wm, fs, sm, pr, ex, wd, wh, bd, bh, cat
+  local legacy = false
+  if m[1] then
+    wm, fs, sm, pr, ex, wd, wh, bd, bh, cat = read_blob(m[1])
+  else
+    wm, fs, sm, pr, ex, wd, wh, bd, bh, cat = read_legacy(mk)
+    legacy = wm ~= nil
+  end
+  local fresh = wm == nil
   if fresh then
     -- A new SKU, or one whose meta expired first: never reuse a stale ring.
     call('DEL', dk, hk)
-  else
-    wm, wd, wh = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
-    bd, bh, fs = tonumber(m[4]), tonumber(m[5]), tonumber(m[6])
-    sm = tonumber(m[10]) or fs
   end
   local old_wd, old_wh = wd, wh
   local last, moved = {}, {}
@@ -316,9 +356,6 @@ apply_sku = function(mk, dk, hk, events, m)
   local late = {}
   local seen_new = {}
   local day_acc, hour_acc = {}, {}
-  local price, cat, wm_text
-  -- which meta fields changed (wm, wd, wh, sm; the fresh-SKU fields all at once)
-  local c_wm, c_wd, c_wh, c_sm, c_fs, c_new = false, false, false, false, false, false
   local seen_add = {} -- HSET arguments: the applied events' dedup keys and event times
 
   for j, ev in ipairs(events) do
@@ -328,12 +365,12 @@ apply_sku = function(mk, dk, hk, events, m)
     else
       last[p] = off
       moved[p] = true
-      local key = ev[10]
-      local day, hour = ev[5], ev[6]
+      local key = ev[9]
+      local day, hour = ev[4], ev[5]
       local late_here = wm ~= nil and is_late(wm, bd, bh, ts, day, hour)
       -- applied earlier in this call, else as stored (a fresh SKU has nothing stored)
       local seen_ts = seen_new[key]
-      if seen_ts == nil and not fresh then seen_ts = tonumber(m[kfield[key]]) end
+      if seen_ts == nil and not fresh then seen_ts = seen_at(m[kfield[key]]) end
       if is_dup(seen_ts, wm, ts) then
         dups = dups + 1
       elseif late_here then
@@ -342,29 +379,27 @@ apply_sku = function(mk, dk, hk, events, m)
       else
         applied = applied + 1
         seen_new[key] = ts
-        seen_add[#seen_add + 1] = key; seen_add[#seen_add + 1] = ev[4]
+        seen_add[#seen_add + 1] = key; seen_add[#seen_add + 1] = pack('>d', ts)
         if wm == nil then
           wm, wd, wh, fs, sm = ts, day, hour, ts, ts
           bd, bh = day - margin_d, hour - margin_h
-          wm_text, c_new = ev[4], true
+          pr, ex, cat = NAN, 0, ''
         end
         if ts >= wm then
           -- the latest event by event time (ties: the later offset) sets price and category
-          if ts > wm then wm = ts; wm_text = ev[4]; c_wm = true end
-          price = ev[9]
-          if ev[11] ~= '' then cat = ev[11] end
+          wm, pr = ts, ev[8]
+          if ev[10] ~= '' then cat = ev[10] end
         end
-        if day > wd then wd = day; c_wd = true end
-        if hour > wh then wh = hour; c_wh = true end
-        if ts < fs then fs = ts; c_fs = true end
-        if ts < sm then sm = ts; c_sm = true end
-        accumulate(day_acc, day, ev[7], ev[8])
-        accumulate(hour_acc, hour, ev[7], ev[8])
+        if day > wd then wd = day end
+        if hour > wh then wh = hour end
+        if ts < fs then fs = ts end
+        if ts < sm then sm = ts end
+        accumulate(day_acc, day, ev[6], ev[7])
+        accumulate(hour_acc, hour, ev[6], ev[7])
       end
     end
   end
 
-  local hset = {}
   if applied > 0 then
     flush(dk, day_acc, bd, day_slots, old_wd, wd)
     flush(hk, hour_acc, bh, hour_slots, old_wh, wh)
@@ -373,26 +408,24 @@ apply_sku = function(mk, dk, hk, events, m)
     if wm - horizon > sm + horizon / 4 then
       trim_seen(mk, wm - horizon)
       sm = wm - horizon
-      c_sm = true
     end
-    -- only the fields that changed: a smaller HSET
-    if c_new then
-      hset = {'wm', wm_text, 'wd', wd, 'wh', wh, 'bd', bd, 'bh', bh, 'fs', fs, 'sm', sm}
-    else
-      if c_wm then hset[#hset + 1] = 'wm'; hset[#hset + 1] = wm_text end
-      if c_wd then hset[#hset + 1] = 'wd'; hset[#hset + 1] = wd end
-      if c_wh then hset[#hset + 1] = 'wh'; hset[#hset + 1] = wh end
-      if c_fs then hset[#hset + 1] = 'fs'; hset[#hset + 1] = fs end
-      if c_sm then hset[#hset + 1] = 'sm'; hset[#hset + 1] = sm end
-    end
-    if price ~= nil and price ~= tonumber(m[8]) then hset[#hset + 1] = 'pr'; hset[#hset + 1] = fmt(price) end
-    if cat ~= nil and cat ~= m[9] then hset[#hset + 1] = 'cat'; hset[#hset + 1] = cat end
   end
+  local offsets = {}
   for p, _ in pairs(moved) do
-    hset[#hset + 1] = pfield_of(p)
-    hset[#hset + 1] = last[p]
+    offsets[#offsets + 1] = pfield_of(p)
+    offsets[#offsets + 1] = int(last[p])
   end
-  if #hset > 0 then write_meta(mk, dk, hk, m, fresh, hset, seen_add) end
+  if #offsets > 0 or legacy then
+    local refresh = fresh or now - ex >= ttl_refresh
+    if refresh then ex = now end
+    local hset = {}
+    if applied > 0 or legacy or refresh then
+      hset[1], hset[2] = 'm', meta_blob(wm, fs, sm, pr, ex, wd, wh, bd, bh, cat)
+    end
+    for _, v in ipairs(offsets) do hset[#hset + 1] = v end
+    write_meta(mk, dk, hk, hset, seen_add, refresh)
+    if legacy then call('HDEL', mk, unpack(LEGACY)) end
+  end
 
   local out = {applied, fenced, dups}
   for _, v in ipairs(late) do out[#out + 1] = v end

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import struct
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 from redis.crc import key_slot
 
 from streams.buckets import date_to_day, local_day_hour
-from streams.redis_window_store import RedisWindowStore, sku_keys, sku_tag
+from streams.redis_window_store import META_FORMAT, RedisWindowStore, sku_keys, sku_tag
 from streams.window_store import OrderUpdate, WindowStore
 from tests.contract.conftest import STORE_DEFAULTS, Backend
 from tests.contract.window_reference import ReferenceWindows
@@ -238,6 +239,51 @@ def test_watermark_and_meta(backend: Backend) -> None:
         await store.apply([upd("F", 0, T0), upd("F", 1, T0 - 0.5 * HOUR)])
         meta = (await store.meta(["F"]))[0]
         assert meta is not None and meta.first_seen_ts == T0 - 0.5 * HOUR and meta.watermark_ts == T0
+
+    backend.run(body)
+
+
+async def rewrite_as_legacy(client: Any, meta_key: str) -> None:
+    """Turn a SKU's meta hash into the layout written before the meta was packed: one text field
+    per value, the dedup keys' event times as text."""
+    fields = await client.hgetall(meta_key)
+    wm, fs, sm, pr, ex, wd, wh, bd, bh = META_FORMAT.unpack(fields[b"m"][: META_FORMAT.size])
+    legacy = {"wm": repr(wm), "fs": repr(fs), "sm": repr(sm), "pr": repr(pr), "ex": int(ex),
+              "wd": wd, "wh": wh, "bd": bd, "bh": bh, "cat": fields[b"m"][META_FORMAT.size :]}  # fmt: skip
+    for f, v in fields.items():
+        if f.startswith(b"#"):
+            legacy[f.decode()] = repr(struct.unpack(">d", v)[0])
+    await client.hdel(meta_key, "m")
+    await client.hset(meta_key, mapping=legacy)
+
+
+@pytest.mark.parametrize("per_call", [2, 1], ids=["batch", "one-event-calls"])
+def test_a_hash_written_before_the_meta_was_packed_is_read_and_then_rewritten(
+    backend: Backend, per_call: int
+) -> None:
+    a = upd("S", 0, T0, units=2, price=2.0, category="toys", key="A#0")
+    b = upd("S", 1, T0 + 5 * HOUR, units=3, price=3.0, key="B#0")
+    retry = upd("S", 2, T0, units=2, key="A#0")  # producer retry of a: a duplicate
+    c = upd("S", 3, T0 + 6 * HOUR, units=4, price=4.0)
+
+    async def body(store: RedisWindowStore, client: Any) -> None:
+        meta_key = sku_keys(store.prefix, "S")[0]
+        await store.apply([a, b])
+        before = (await store.meta(["S"]), await store.totals("S", "day"), await store.totals("S", "hour"))
+        days = (await store.read_days(["S"], 3)).units.tolist()
+        await rewrite_as_legacy(client, meta_key)
+        assert not await client.hexists(meta_key, "m")
+        assert (await store.meta(["S"]), await store.totals("S", "day"), await store.totals("S", "hour")) == before
+        assert (await store.read_days(["S"], 3)).units.tolist() == days
+        rest = [retry, c]
+        results = [await store.apply(rest[i : i + per_call]) for i in range(0, len(rest), per_call)]
+        assert sum(r.duplicates for r in results) == 1 and sum(r.applied for r in results) == 1
+        assert await store.totals("S", "day") == expected_totals([a, b, c], "day")
+        meta = (await store.meta(["S"]))[0]
+        assert meta is not None and (meta.watermark_ts, meta.last_price, meta.category) == (c.event_ts, 4.0, "toys")
+        assert meta.first_seen_ts == a.event_ts
+        fields = set(await client.hkeys(meta_key))
+        assert b"m" in fields and not fields & {b"wm", b"fs", b"wd", b"bd", b"cat"}
 
     backend.run(body)
 
