@@ -66,7 +66,7 @@ end
 local pack, unpack_packed = struct.pack, struct.unpack
 local META_FMT = '>dddddi4i4i4i4' -- wm fs sm pr ex, wd wh bd bh; then the category's bytes
 local META_LEN = 56
-local NAN = 0 / 0 -- the last price of a SKU whose hash predates prices
+local NAN = 0 / 0 -- a last price not known yet
 
 local function meta_blob(wm, fs, sm, pr, ex, wd, wh, bd, bh, cat)
   return pack(META_FMT, wm, fs, sm, pr, ex, wd, wh, bd, bh) .. cat
@@ -273,9 +273,7 @@ local function apply_one(mk, dk, hk, ev)
   if m[2] and off <= tonumber(m[2]) then return {0, 1, 0} end
   local wm, fs, sm, pr, ex, wd, wh, bd, bh, cat = read_blob(m[1])
   local day, hour = ev[4], ev[5]
-  local out, hset
-  local refresh = now - ex >= ttl_refresh
-  if refresh then ex = now end
+  local out
   if is_dup(seen_at(m[3]), wm, ts) then
     out = {0, 0, 1}
   elseif is_late(wm, bd, bh, ts, day, hour) then
@@ -296,15 +294,14 @@ local function apply_one(mk, dk, hk, ev)
       trim_seen(mk, wm - horizon)
       sm = wm - horizon
     end
-    hset = {'m', meta_blob(wm, fs, sm, pr, ex, wd, wh, bd, bh, cat), pf, int(off), key, pack('>d', ts)}
   end
-  if hset == nil then
-    if refresh then
-      hset = {'m', meta_blob(wm, fs, sm, pr, ex, wd, wh, bd, bh, cat), pf, int(off)}
-    else
-      hset = {pf, int(off)}
-    end
+  local refresh = now - ex >= ttl_refresh
+  if refresh then ex = now end
+  local hset = {pf, int(off)}
+  if out[1] == 1 or refresh then
+    hset[3], hset[4] = 'm', meta_blob(wm, fs, sm, pr, ex, wd, wh, bd, bh, cat)
   end
+  if out[1] == 1 then hset[#hset + 1], hset[#hset + 2] = key, pack('>d', ts) end
   write_meta(mk, dk, hk, hset, {}, refresh)
   return out
 end
