@@ -87,8 +87,6 @@ _APPLY_LUA = files("streams").joinpath("window_apply.lua").read_text()
 _READ_LUA = files("streams").joinpath("window_read.lua").read_text()
 META_FORMAT = struct.Struct(">dddddiiii")
 """The packed meta before the category: wm fs sm pr ex (doubles), wd wh bd bh (int32)."""
-_LEGACY_FIELDS = ("wm", "fs", "cat", "pr", "wd", "wh", "bd", "bh")
-"""The meta as hashes written before it was packed keep it, until their SKU's next update."""
 
 
 def sku_keys(prefix: str, sku: str) -> tuple[str, str, str]:
@@ -97,34 +95,13 @@ def sku_keys(prefix: str, sku: str) -> tuple[str, str, str]:
     return base + "m", base + "d", base + "h"
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _unpack_meta(sku: str, fixed: bytes, category: str) -> tuple[SkuMeta, int, int]:
-    """(SkuMeta, ring base day, ring base hour) from the packed meta and the category."""
-    wm, fs, _sm, pr, _ex, wd, wh, bd, bh = META_FORMAT.unpack(fixed)
-    meta = SkuMeta(
+def _unpack_meta(sku: str, fixed: bytes, category: str) -> SkuMeta:
+    """SkuMeta from the packed meta (without its category) and the category."""
+    wm, fs, _sm, pr, _ex, wd, wh, _bd, _bh = META_FORMAT.unpack(fixed)
+    return SkuMeta(
         sku=sku, first_seen_ts=fs, watermark_ts=wm, category=category or None, last_price=pr,
         watermark_day=wd, watermark_hour=wh,
     )  # fmt: skip
-    return meta, bd, bh
-
-
-def _parse_meta_hash(sku: str, fields: Sequence[bytes | None]) -> tuple[SkuMeta, int, int] | None:
-    """(SkuMeta, base day, base hour) from ``HMGET m *_LEGACY_FIELDS``; None for an unknown SKU."""
-    blob, *legacy = fields
-    if blob is not None:
-        return _unpack_meta(sku, blob[: META_FORMAT.size], blob[META_FORMAT.size :].decode())
-    wm, fs, cat, pr, wd, wh, bd, bh = legacy
-    if wm is None or fs is None or wd is None or wh is None or bd is None or bh is None:
-        return None
-    meta = SkuMeta(
-        sku=sku, first_seen_ts=float(fs), watermark_ts=float(wm),
-        category=_text(cat) if cat is not None else None, last_price=float(pr) if pr is not None else math.nan,
-        watermark_day=int(wd), watermark_hour=int(wh),
-    )  # fmt: skip
-    return meta, int(bd), int(bh)
 
 
 class RedisWindowStore:
@@ -283,7 +260,7 @@ class RedisWindowStore:
             for g, row in zip(groups[call], orjson.loads(header), strict=True):
                 if row[0] is not False:
                     fixed = packed[known * META_FORMAT.size : (known + 1) * META_FORMAT.size]
-                    metas[g] = _unpack_meta(skus[g], fixed, row[0])[0]
+                    metas[g] = _unpack_meta(skus[g], fixed, row[0])
                     known += 1
                 for k, grain in enumerate(grains):
                     e, lo, hi = row[1 + 3 * k : 4 + 3 * k]
@@ -339,32 +316,19 @@ class RedisWindowStore:
         return self._days(skus, out["d"], metas), self._hours(skus, out["h"], metas)
 
     async def meta(self, skus: Sequence[str]) -> list[SkuMeta | None]:
-        pipe = self._client.pipeline(transaction=False)
-        for sku in skus:
-            pipe.hmget(sku_keys(self._prefix, sku)[0], ["m", *_LEGACY_FIELDS])
-        replies = await pipe.execute()
-        parsed = [_parse_meta_hash(sku, r) for sku, r in zip(skus, replies, strict=True)]
-        return [p[0] if p is not None else None for p in parsed]
+        # The read script decodes the meta (hashes of the previous layout too); one bucket is read.
+        return (await self._read("d", list(skus), {"d": 1}, None))[1]
 
     async def totals(self, sku: str, grain: Grain) -> dict[int, tuple[int, int, int]]:
-        meta_key, day_key, hour_key = sku_keys(self._prefix, sku)
-        ring_key, slots = (day_key, self.day_slots) if grain == "day" else (hour_key, self.hour_slots)
-        pipe = self._client.pipeline(transaction=True)  # one slot: MULTI works on a cluster too
-        pipe.hmget(meta_key, ["m", *_LEGACY_FIELDS])
-        pipe.get(ring_key)
-        fields, raw = await pipe.execute()
-        parsed = _parse_meta_hash(sku, fields)
-        if parsed is None or not raw:
+        g, slots = ("d", self.day_slots) if grain == "day" else ("h", self.hour_slots)
+        out, metas = await self._read(g, [sku], {g: slots}, None)  # the whole ring, oldest first
+        if metas[0] is None:
             return {}
-        meta, base_day, base_hour = parsed
-        top, base = (meta.watermark_day, base_day) if grain == "day" else (meta.watermark_hour, base_hour)
-        ring = decode_slots(raw)
-        out: dict[int, tuple[int, int, int]] = {}
-        for slot in np.flatnonzero((ring["units"] != 0) | (ring["orders"] != 0) | (ring["revenue_milli"] != 0)):
-            bucket = top - ((top - base - int(slot)) % slots)
-            u, o, r = ring[slot]
-            out[bucket] = (int(u), int(o), int(r))
-        return dict(sorted(out.items()))
+        ends, data = out[g]
+        row, first = data[0], int(ends[0]) - slots + 1
+        nonzero = np.flatnonzero((row["units"] != 0) | (row["orders"] != 0) | (row["revenue_milli"] != 0))
+        return {first + int(i): (int(row["units"][i]), int(row["orders"][i]), int(row["revenue_milli"][i]))
+                for i in nonzero}
 
 
 def _wire(u: OrderUpdate) -> list[Any]:

@@ -229,9 +229,8 @@ local function flush_one(key, bucket, units, rev, base, n, old_top)
   bitfield(key, ops)
 end
 
--- Write the packed meta (blob, nil: unchanged), the partitions' offsets and the new dedup keys
--- (hset: field, value, ... ; seen_add the same for the dedup keys) in one HSET, and refresh the
--- TTLs when asked.
+-- Write hset (field, value, ...: the partitions' offsets, and the packed meta when it changed)
+-- and the new dedup keys (seen_add, the same form) in one HSET, and refresh the TTLs when asked.
 local function write_meta(mk, dk, hk, hset, seen_add, refresh)
   if #seen_add + #hset <= UNPACK_MAX then
     for _, v in ipairs(seen_add) do hset[#hset + 1] = v end
@@ -273,13 +272,13 @@ local function apply_one(mk, dk, hk, ev)
   if m[2] and off <= tonumber(m[2]) then return {0, 1, 0} end
   local wm, fs, sm, pr, ex, wd, wh, bd, bh, cat = read_blob(m[1])
   local day, hour = ev[4], ev[5]
-  local out
+  local out, applied = nil, false
   if is_dup(seen_at(m[3]), wm, ts) then
     out = {0, 0, 1}
   elseif is_late(wm, bd, bh, ts, day, hour) then
     out = {0, 0, 0, 0, fmt(wm)}
   else
-    out = {1, 0, 0}
+    out, applied = {1, 0, 0}, true
     if ts >= wm then
       wm, pr = ts, ev[8]
       if ev[10] ~= '' then cat = ev[10] end
@@ -298,10 +297,10 @@ local function apply_one(mk, dk, hk, ev)
   local refresh = now - ex >= ttl_refresh
   if refresh then ex = now end
   local hset = {pf, int(off)}
-  if out[1] == 1 or refresh then
+  if applied or refresh then
     hset[3], hset[4] = 'm', meta_blob(wm, fs, sm, pr, ex, wd, wh, bd, bh, cat)
   end
-  if out[1] == 1 then hset[#hset + 1], hset[#hset + 2] = key, pack('>d', ts) end
+  if applied then hset[#hset + 1], hset[#hset + 2] = key, pack('>d', ts) end
   write_meta(mk, dk, hk, hset, {}, refresh)
   return out
 end
