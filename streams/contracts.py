@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
 import numpy as np
+import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -129,6 +130,13 @@ class ForecastEvent(_Wire):
 def wire_json(event: BaseModel) -> bytes:
     """JSON bytes of a wire model, straight from pydantic's Rust serializer (Kafka and Redis alike)."""
     return bytes(event.__pydantic_serializer__.to_json(event))
+
+
+def forecast_json(event: ForecastEvent) -> bytes:
+    """:func:`wire_json` of a forecast, byte for byte, in about half the time (orjson over its
+    fields: plain values, in declaration order, UTC times with ``Z``); the worker's hottest
+    serialisation, one per forecast."""
+    return orjson.dumps(event.__dict__, option=orjson.OPT_UTC_Z)
 
 
 def check_forecast_values(values: np.ndarray, horizon: int, n_quantiles: int) -> None:

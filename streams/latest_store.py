@@ -24,12 +24,14 @@ Usage (``client`` a ``redis.asyncio.Redis`` or ``RedisCluster``)::
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from typing import cast
 
 from redis.asyncio import Redis, RedisCluster
 
 from streams.contracts import AlertEvent, ForecastEvent, wire_json
+from streams.contracts import forecast_json as as_json
 from streams.redis_scripts import set_many, sku_tag
 
 MOVER_DAYS = 7
@@ -38,8 +40,13 @@ MOVER_DAYS = 7
 
 def mover_score(fc: ForecastEvent) -> float:
     """Expected units over the first ``MOVER_DAYS`` forecast days, at the median quantile."""
-    mid = min(range(len(fc.quantiles)), key=lambda q: abs(fc.quantiles[q] - 0.5))
+    mid = _median_index(tuple(fc.quantiles))
     return float(sum(day[mid] for day in fc.values[:MOVER_DAYS]))
+
+
+@functools.lru_cache(maxsize=64)
+def _median_index(quantiles: tuple[float, ...]) -> int:
+    return min(range(len(quantiles)), key=lambda q: abs(quantiles[q] - 0.5))
 
 
 class LatestOutputs:
@@ -83,7 +90,7 @@ class LatestOutputs:
         writes = []
         if forecasts:
             skus = [fc.sku for fc in forecasts]
-            values = forecast_json if forecast_json is not None else [wire_json(fc) for fc in forecasts]
+            values = forecast_json if forecast_json is not None else [as_json(fc) for fc in forecasts]
             writes.append(set_many(self._client, skus, [self.forecast_key(s) for s in skus], values, self._ttl))
             pipe.zadd(self.movers_key, {fc.sku: mover_score(fc) for fc in forecasts})
             pipe.zremrangebyrank(self.movers_key, 0, -(self._max_movers + 1))

@@ -90,6 +90,14 @@ Call = tuple[Sequence[KeyT], Sequence[Any]]
 """One script call: its keys and its arguments."""
 
 
+Parse = Callable[[int, Any], Any]
+"""Turns one call's reply into its result: ``parse(call index, reply)``."""
+
+
+def _parsed(parse: Parse | None, i: int, reply: Any) -> Any:
+    return reply if parse is None or isinstance(reply, Exception) else parse(i, reply)
+
+
 class LuaScript:
     """A Lua script run by EVALSHA inside pipelines; reloaded on every node after NOSCRIPT."""
 
@@ -98,7 +106,7 @@ class LuaScript:
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
     async def run(
-        self, client: Redis | RedisCluster, calls: Iterable[Call], parse: Callable[[int, Any], Any] | None = None
+        self, client: Redis | RedisCluster, calls: Iterable[Call], parse: Parse | None = None
     ) -> list[Any]:
         """Run every call in one pipeline (one round trip per node); their replies in order, each
         passed through ``parse(call index, reply)`` if given.
@@ -110,9 +118,6 @@ class LuaScript:
         and ``parse`` must be a pure function.
         """
 
-        def parsed(i: int, reply: Any) -> Any:
-            return reply if parse is None or isinstance(reply, Exception) else parse(i, reply)
-
         built: list[Call] = []
         if isinstance(client, RedisCluster):
             built = list(calls)
@@ -123,11 +128,19 @@ class LuaScript:
             if dropped:
                 for i, reply in zip(dropped, await self._send(client, built, dropped), strict=True):
                     replies[i] = reply
-            replies = [parsed(i, reply) for i, reply in enumerate(replies)]
+            replies = [_parsed(parse, i, reply) for i, reply in enumerate(replies)]
         else:
-            replies = await self._stream(client, _recorded(calls, built), parsed)
+            replies = await _stream(client, ((self, call) for call in _recorded(calls, built)),
+                                    lambda j, reply: _parsed(parse, j, reply))
+        return (await self._settle(client, built, replies, parse))[0]
+
+    async def _settle(self, client: Redis | RedisCluster, built: Sequence[Call], replies: Sequence[Any],
+                      parse: Parse | None) -> tuple[list[Any], bool]:
+        """The calls' results: those refused with NOSCRIPT (the server lost its scripts) loaded and
+        sent again, any other error reply raised. Also says whether any call was sent again."""
         results: list[Any] = [None] * len(built)
         pending: Sequence[int] = range(len(built))
+        resent = False
         for attempt in range(2):
             missing = []
             for i, reply in zip(pending, replies, strict=True):
@@ -141,10 +154,10 @@ class LuaScript:
                 break
             # On a cluster SCRIPT LOAD goes to every primary (a failover or restart loses scripts).
             await client.script_load(self.source)
-            pending = missing
-            resent = await self._send(client, built, missing)
-            replies = [parsed(i, reply) for i, reply in zip(missing, resent, strict=True)]
-        return results
+            pending, resent = missing, True
+            again = await self._send(client, built, missing)
+            replies = [_parsed(parse, i, reply) for i, reply in zip(missing, again, strict=True)]
+        return results, resent
 
     def _command(self, call: Call) -> tuple[Any, ...]:
         keys, args = call
@@ -159,42 +172,88 @@ class LuaScript:
         replies: list[Any] = await pipe.execute(raise_on_error=False)
         return replies
 
-    async def _stream(
-        self, client: Redis, calls: Iterator[Call], parsed: Callable[[int, Any], Any]
-    ) -> list[Any]:
-        """A pipeline on one connection that writes each command as soon as it is built, then
-        reads and parses every reply (error replies as exception objects, like a pipeline's)."""
-        pool = client.connection_pool
-        conn = await pool.get_connection()
-        sent: list[Any] = []
 
-        async def attempt() -> list[Any]:
-            for command in sent:  # a retry after a lost connection resends what was built
-                await conn.send_packed_command(command, check_health=False)
+Step = tuple[LuaScript, Iterable[Call], Parse | None]
+"""One script's calls in :func:`run_in_order`, and how to parse their replies."""
+
+
+async def run_in_order(client: Redis | RedisCluster, steps: Sequence[Step]) -> list[list[Any]]:
+    """Each step's calls (as :meth:`LuaScript.run`), a step's only after the previous step's: per
+    step, its results.
+
+    On a standalone server every step goes in one round trip on one connection: the server runs
+    commands of a connection in order, so a step sees what the one before it wrote, and it runs
+    a step while the client builds the next (a batch's window update, then its read). A call
+    refused with NOSCRIPT is loaded and sent again, and every later step is run again whole (it
+    may have missed that call's effect): later steps must be safe to repeat (reads). On a
+    cluster the steps run one after another.
+    """
+    if isinstance(client, RedisCluster):
+        return [await script.run(client, calls, parse) for script, calls, parse in steps]
+    built: list[list[Call]] = [[] for _ in steps]
+    owner: list[tuple[int, int]] = []  # per command sent: (step, call index within it)
+
+    def commands() -> Iterator[tuple[LuaScript, Call]]:
+        for s, (script, calls, _) in enumerate(steps):
             for call in calls:
-                command = conn.pack_command(*self._command(call))
-                sent.append(command)
-                await conn.send_packed_command(command, check_health=False)
-            replies: list[Any] = []
-            for i in range(len(sent)):
-                try:
-                    replies.append(parsed(i, await conn.read_response()))
-                except ResponseError as error:
-                    replies.append(error)
-            return replies
+                owner.append((s, len(built[s])))
+                built[s].append(call)
+                yield script, call
 
-        async def on_failure(_error: Exception) -> None:
-            await conn.disconnect()
+    def parsed(j: int, reply: Any) -> Any:
+        s, i = owner[j]
+        return _parsed(steps[s][2], i, reply)
 
-        try:
-            replies: list[Any] = await conn.retry.call_with_retry(attempt, on_failure)
-            return replies
-        except BaseException:
-            # an interrupted exchange leaves unread replies: never hand the socket back as is
-            await conn.disconnect(nowait=True)
-            raise
-        finally:
-            await pool.release(conn)
+    replies = await _stream(client, commands(), parsed)
+    per_step: list[list[Any]] = [[] for _ in steps]
+    for (s, _), reply in zip(owner, replies, strict=True):
+        per_step[s].append(reply)
+    results: list[list[Any]] = []
+    rerun = False
+    for s, (script, _, parse) in enumerate(steps):
+        if rerun:
+            results.append(await script.run(client, built[s], parse))
+            continue
+        step_results, resent = await script._settle(client, built[s], per_step[s], parse)
+        results.append(step_results)
+        rerun = resent
+    return results
+
+
+async def _stream(client: Redis, commands: Iterator[tuple[LuaScript, Call]], parsed: Parse) -> list[Any]:
+    """A pipeline on one connection that writes each command as soon as it is built, then reads
+    and parses every reply (error replies as exception objects, like a pipeline's)."""
+    pool = client.connection_pool
+    conn = await pool.get_connection()
+    sent: list[Any] = []
+
+    async def attempt() -> list[Any]:
+        for command in sent:  # a retry after a lost connection resends what was built
+            await conn.send_packed_command(command, check_health=False)
+        for script, call in commands:
+            command = conn.pack_command(*script._command(call))
+            sent.append(command)
+            await conn.send_packed_command(command, check_health=False)
+        replies: list[Any] = []
+        for i in range(len(sent)):
+            try:
+                replies.append(parsed(i, await conn.read_response()))
+            except ResponseError as error:
+                replies.append(error)
+        return replies
+
+    async def on_failure(_error: Exception) -> None:
+        await conn.disconnect()
+
+    try:
+        replies: list[Any] = await conn.retry.call_with_retry(attempt, on_failure)
+        return replies
+    except BaseException:
+        # an interrupted exchange leaves unread replies: never hand the socket back as is
+        await conn.disconnect(nowait=True)
+        raise
+    finally:
+        await pool.release(conn)
 
 
 def _recorded(calls: Iterable[Call], into: list[Call]) -> Iterator[Call]:

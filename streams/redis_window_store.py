@@ -28,7 +28,9 @@ slot's SKUs per call on a cluster; every call of a batch goes in one non-transac
 pipeline (one round trip per node); on a standalone server each call is written as soon as it
 is built (:meth:`streams.redis_scripts.LuaScript.run`). Reads: ``window_read.lua``, batched the
 same way, returns a JSON header and the bucket bytes of one grain or of both
-(:meth:`RedisWindowStore.read_recent`). SKUs whose braces would break the hash tag are
+(:meth:`RedisWindowStore.read_recent`). The worker sends a batch's update and its read together
+(:meth:`RedisWindowStore.apply_and_read`, :func:`streams.redis_scripts.run_in_order`): one round
+trip, and Redis runs the update while the read is being built. SKUs whose braces would break the hash tag are
 percent-encoded in keys.
 
 Usage (``client`` a ``redis.asyncio.Redis`` or ``RedisCluster``)::
@@ -43,7 +45,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib.resources import files
 from typing import Any
 
@@ -51,7 +53,7 @@ import numpy as np
 import orjson
 from redis.asyncio import Redis, RedisCluster
 
-from streams.redis_scripts import Call, LuaScript, sku_tag, slot_groups
+from streams.redis_scripts import Call, LuaScript, Step, run_in_order, sku_tag, slot_groups
 from streams.window_store import (
     ApplyResult,
     DayWindows,
@@ -173,6 +175,22 @@ class RedisWindowStore:
     # -- writes -----------------------------------------------------------------------------
 
     async def apply(self, updates: Sequence[OrderUpdate]) -> ApplyResult:
+        (script, calls, parse), finish = self._apply_step(updates)
+        return finish(await script.run(self._client, calls, parse))
+
+    async def apply_and_read(self, updates: Sequence[OrderUpdate], skus: Sequence[str], days: int,
+                             hours: int) -> tuple[ApplyResult, DayWindows, HourWindows | None]:
+        skus = list(skus)
+        grains, lengths = ("dh", {"d": days, "h": hours}) if hours else ("d", {"d": days})
+        apply_step, applied = self._apply_step(updates)
+        read_step, read = self._read_step(grains, skus, lengths, None)
+        apply_results, read_results = await run_in_order(self._client, [apply_step, read_step])
+        out, metas = read(read_results)
+        return (applied(apply_results), self._days(skus, out["d"], metas),
+                self._hours(skus, out["h"], metas) if hours else None)
+
+    def _apply_step(self, updates: Sequence[OrderUpdate]) -> tuple[Step, Callable[[list[Any]], ApplyResult]]:
+        """The apply script's calls for ``updates``, and what makes the result of their replies."""
         by_sku: dict[str, list[int]] = {}
         for i, u in enumerate(updates):
             by_sku.setdefault(u.sku, []).append(i)
@@ -204,19 +222,22 @@ class RedisWindowStore:
                     late.extend((positions[counts[k]], float(counts[k + 1])) for k in range(3, len(counts), 2))
             return applied, fenced, dups, touched, late
 
-        result = ApplyResult()
-        late: list[tuple[int, float]] = []
-        for applied, fenced, dups, touched, call_late in await self._apply.run(self._client, calls(), counted):
-            result.applied += applied
-            result.fenced += fenced
-            result.duplicates += dups
-            result.touched.extend(touched)
-            late.extend(call_late)
-        late.sort()
-        result.late = [updates[i] for i, _ in late]
-        result.late_watermark_ts = [wm for _, wm in late]
-        result.touched.sort()
-        return result
+        def finish(replies: list[Any]) -> ApplyResult:
+            result = ApplyResult()
+            late: list[tuple[int, float]] = []
+            for applied, fenced, dups, touched, call_late in replies:
+                result.applied += applied
+                result.fenced += fenced
+                result.duplicates += dups
+                result.touched.extend(touched)
+                late.extend(call_late)
+            late.sort()
+            result.late = [updates[i] for i, _ in late]
+            result.late_watermark_ts = [wm for _, wm in late]
+            result.touched.sort()
+            return result
+
+        return (self._apply, calls(), counted), finish
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -225,6 +246,13 @@ class RedisWindowStore:
     ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[SkuMeta | None]]:
         """Per grain read (``"d"``, ``"h"``): (end bucket per SKU, (n, length) BUCKET_DTYPE
         buckets); and the SKUs' meta. Both grains come from one Lua call per group of SKUs."""
+        (script, calls, parse), finish = self._read_step(grains, skus, lengths, end)
+        return finish(await script.run(self._client, calls, parse))
+
+    def _read_step(self, grains: str, skus: Sequence[str], lengths: dict[str, int], end: Sequence[int] | None
+                   ) -> tuple[Step, Callable[[list[Any]], tuple[dict[str, tuple[np.ndarray, np.ndarray]],
+                                                                list[SkuMeta | None]]]]:
+        """The read script's calls for :meth:`_read`, and what makes its result once they ran."""
         if any(length < 1 for length in lengths.values()):
             raise ValueError("length must be >= 1")
         if end is not None and len(end) != len(skus):
@@ -273,8 +301,7 @@ class RedisWindowStore:
                         data[g, lo - first : hi - first + 1] = buckets[grain][pos[grain] : pos[grain] + hi - lo + 1]
                         pos[grain] += hi - lo + 1
 
-        await self._read_script.run(self._client, calls(), place)
-        return out, metas
+        return (self._read_script, calls(), place), lambda _replies: (out, metas)
 
     @staticmethod
     def _days(skus: list[str], read: tuple[np.ndarray, np.ndarray], metas: list[SkuMeta | None]) -> DayWindows:

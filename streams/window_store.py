@@ -117,6 +117,12 @@ class WindowStore(Protocol):
         trip on Redis: the worker's read of every batch)."""
         ...
 
+    async def apply_and_read(self, updates: Sequence[OrderUpdate], skus: Sequence[str], days: int,
+                             hours: int) -> tuple[ApplyResult, DayWindows, HourWindows | None]:
+        """``apply(updates)``, then ``read_recent(skus, days, hours)`` as it sees the store after
+        that (``read_days`` and ``None`` when ``hours`` is 0): the worker's two steps of a batch."""
+        ...
+
     async def meta(self, skus: Sequence[str]) -> list[SkuMeta | None]: ...
 
     async def totals(self, sku: str, grain: Grain) -> dict[int, tuple[int, int, int]]:

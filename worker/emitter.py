@@ -25,6 +25,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from streams.contracts import AlertEvent, DeadLetter, ForecastEvent, LateEvent, wire_json
+from streams.contracts import forecast_json as as_json
 
 log = logging.getLogger("skucast.emitter")
 
@@ -44,7 +45,7 @@ class Emitter(Protocol):
         """Publish everything of one batch; return only once delivery is confirmed.
 
         ``forecast_json``: each forecast already serialised
-        (:func:`streams.contracts.wire_json`), when the caller has it."""
+        (:func:`streams.contracts.forecast_json`), when the caller has it."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def output_messages(
     forecast_json: Sequence[bytes] | None = None,
 ) -> list[Message]:
     """Every output of a batch as (topic, key, value); keys are SKUs (dead letters have none)."""
-    values = forecast_json if forecast_json is not None else [wire_json(f) for f in forecasts]
+    values = forecast_json if forecast_json is not None else [as_json(f) for f in forecasts]
     out: list[Message] = [(topics.forecasts, f.sku.encode(), v) for f, v in zip(forecasts, values, strict=True)]
     out += [(topics.alerts, a.sku.encode(), wire_json(a)) for a in alerts]
     out += [(topics.dlq, None, wire_json(d)) for d in dead]

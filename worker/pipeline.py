@@ -31,12 +31,12 @@ from streams.contracts import (
     LateEvent,
     OrderEvent,
     check_forecast_values,
-    wire_json,
+    forecast_json,
 )
 from streams.ingest import RawRecord, decode_orders
 from streams.window_store import DayWindows, HourWindows, OrderUpdate, WindowStore, updates_from_orders
 from worker import metrics
-from worker.alerting import AlertStates, AlertTracker, MemoryAlertStates, thresholds_for
+from worker.alerting import AlertStates, AlertTracker, MemoryAlertStates, SkuAlerts, thresholds_for
 from worker.batch_scoring import Batch, score_batch
 from worker.coalesce import ForecastCoalescer, first_positions
 from worker.detection import DetectionContext, IdleChecks
@@ -177,22 +177,29 @@ class BatchProcessor:
             [r.offset for r, _ in decoded.orders],
             self._s.market_timezone,
         )
-        started = time.perf_counter()
-        result = await self._store.apply(updates)
-        metrics.REDIS_SECONDS.labels("apply").observe(time.perf_counter() - started)
-        late = [
-            self._late_event(u, orders_by_pos[(u.partition, u.offset)], wm)
-            for u, wm in zip(result.late, result.late_watermark_ts, strict=True)
-        ]
-        late_set = {(u.partition, u.offset) for u in result.late}
         # Every SKU in the batch, not only those with newly applied events: after a crash the
         # redelivered (fenced) events' forecast may never have been published. Under heavy load
         # a SKU forecast less than forecast_min_interval_s ago waits (worker/coalesce.py).
         positions = first_positions([u.sku for u in updates], [u.partition for u in updates],
                                     [u.offset for u in updates])
         skus = self._coalescer.select(positions, len(records), time.monotonic())
+        # One model and one set of thresholds per batch, even if a hot reload lands mid-batch.
+        model, th = self._model, self._alerts.thresholds
+        days = self._read_days(model, th)
+        started = time.perf_counter()
+        # The update and the read of the SKUs it touched go in one round trip; the alert states
+        # are read beside them.
+        (result, touched, hours), known = await asyncio.gather(
+            self._store.apply_and_read(updates, skus, days, th.recent_hours),
+            self._alerts.load(skus))
+        metrics.REDIS_SECONDS.labels("apply_and_read").observe(time.perf_counter() - started)
+        late = [
+            self._late_event(u, orders_by_pos[(u.partition, u.offset)], wm)
+            for u, wm in zip(result.late, result.late_watermark_ts, strict=True)
+        ]
+        late_set = {(u.partition, u.offset) for u in result.late}
         self._detect.observe([u for u in updates if (u.partition, u.offset) not in late_set])
-        forecasts, alerts = await self._forecast(skus, now) if skus else ([], [])
+        forecasts, alerts = await self._forecast(model, th, touched, hours, known, now) if skus else ([], [])
         delivered = self._deliver_next(forecasts, alerts, decoded.dead, late)
         self._count(result.applied, result.fenced, result.duplicates, decoded.dead, late, forecasts, alerts)
         outcome = BatchOutcome(len(records), result.applied, len(decoded.dead), len(late), len(forecasts), len(alerts))
@@ -209,7 +216,12 @@ class BatchProcessor:
         if not skus:
             return 0
         now = self._clock()
-        forecasts, alerts = await self._forecast(skus, now)
+        model, th = self._model, self._alerts.thresholds
+        started = time.perf_counter()
+        (touched, hours), known = await asyncio.gather(
+            self._read_touched(skus, self._read_days(model, th), th.recent_hours), self._alerts.load(skus))
+        metrics.REDIS_SECONDS.labels("read").observe(time.perf_counter() - started)
+        forecasts, alerts = await self._forecast(model, th, touched, hours, known, now)
         await self._deliver_next(forecasts, alerts, [], [])
         self._coalescer.forecasted(skus, time.monotonic())  # only now may their offsets be committed
         self._count(0, 0, 0, [], [], forecasts, alerts)
@@ -229,13 +241,13 @@ class BatchProcessor:
         """Publish a batch's outputs, then store its alert states."""
         started = time.perf_counter()
         # Each forecast is serialised once, for Kafka and the query API's copy.
-        forecast_json = [wire_json(f) for f in forecasts]
+        forecast_jsons = [forecast_json(f) for f in forecasts]
         if previous is not None:
             await asyncio.shield(previous)  # its failure is its own caller's to see
         # The query API's copy is written while Kafka acknowledges: one wait, not two in a row.
         await asyncio.gather(
-            self._emitter.emit(forecasts, alerts, dead, late, forecast_json),
-            self._on_outputs(forecasts, alerts, forecast_json) if self._on_outputs is not None else _none())
+            self._emitter.emit(forecasts, alerts, dead, late, forecast_jsons),
+            self._on_outputs(forecasts, alerts, forecast_jsons) if self._on_outputs is not None else _none())
         # Only once delivered: a crash re-sends, never loses, an alert.
         await self._retry(lambda: self._alerts.save(states), "saving alert states")
         metrics.DELIVERY_SECONDS.observe(time.perf_counter() - started)
@@ -250,24 +262,29 @@ class BatchProcessor:
             offset=u.offset,
         )
 
-    async def _forecast(self, skus: list[str], now: datetime) -> tuple[list[ForecastEvent], list[AlertEvent]]:
-        """Forecast the batch's SKUs and score them (and due drop checks) with ONE model call."""
-        # One model and one set of thresholds per batch, even if a hot reload lands mid-batch.
-        model, tracker, ctx, th = self._model, self._alerts, self._detect, self._alerts.thresholds
-        # The detector reads the longer of the surge and the drop window (``span_days``), and what
-        # the SKU sold in the ``past_days`` before the drop window.
+    @staticmethod
+    def _read_days(model: Forecasts, th: Thresholds) -> int:
+        """Days of history a batch reads: the detector's longer window (``span_days``) on top of
+        the model's history or what the SKU sold in the ``past_days`` before the drop window."""
+        return max(history_width(model), th.past_days) + th.span_days
+
+    async def _forecast(self, model: Forecasts, th: Thresholds, touched: DayWindows, hours: HourWindows | None,
+                        known: list[SkuAlerts], now: datetime) -> tuple[list[ForecastEvent], list[AlertEvent]]:
+        """Forecast the batch's SKUs (their windows read) and score them (and due drop checks)
+        with ONE model call."""
+        tracker, ctx = self._alerts, self._detect
         w = th.span_days
         width = history_width(model)
-        read = max(width, th.past_days) + w
-        idle = ctx.idle_due(set(skus)) if self._s.alert_watch_max_skus else IdleChecks()
-        started = time.perf_counter()
+        idle = ctx.idle_due(set(touched.skus)) if self._s.alert_watch_max_skus else IdleChecks()
+        quiet = None
+        if idle.skus:  # once an hour of event time per partition: a round trip of their own
+            started = time.perf_counter()
+            quiet, known_idle = await asyncio.gather(
+                self._store.read_days(idle.skus, self._read_days(model, th), end_day=idle.end_day),
+                tracker.load(idle.skus))
+            known = known + known_idle
+            metrics.REDIS_SECONDS.labels("read").observe(time.perf_counter() - started)
         recent_hours = th.recent_hours
-        (touched, hours), quiet, known = await asyncio.gather(
-            self._read_touched(skus, read, recent_hours),
-            self._store.read_days(idle.skus, read, end_day=idle.end_day) if idle.skus else _none(),
-            tracker.load(skus + idle.skus),
-        )
-        metrics.REDIS_SECONDS.labels("read").observe(time.perf_counter() - started)
         batch = Batch.of(touched, quiet, idle, hours, scan_hours(recent_hours))
         rows, ends = [batch.units[:, -1 - width : -1]], [batch.end_day - 1]
         # Per trailing k days, the forecast made the day before them. Each row is memoised (the
@@ -319,6 +336,8 @@ class BatchProcessor:
         rounded = np.round(values[: len(windows.skus)].astype(np.float64), 3)
         check_forecast_values(rounded, model.horizon, len(model.quantiles))
         rows = rounded.tolist()  # one C call for the batch, not one per SKU
+        quantiles = list(model.quantiles)  # one list for the batch's (immutable) events
+        start_dates = {int(d): day_to_date(int(d)) for d in np.unique(windows.end_day)}
         out: list[ForecastEvent] = []
         for i, sku in enumerate(windows.skus):
             meta = windows.meta[i]
@@ -331,9 +350,9 @@ class BatchProcessor:
                     sku=sku,
                     made_at=now,
                     as_of=datetime.fromtimestamp(meta.watermark_ts, UTC),
-                    start_date=day_to_date(int(windows.end_day[i])),
+                    start_date=start_dates[int(windows.end_day[i])],
                     horizon=model.horizon,
-                    quantiles=list(model.quantiles),
+                    quantiles=quantiles,
                     values=rows[i],
                     model_version=model.version,
                     history_days=int(history_days[i]),

@@ -10,7 +10,7 @@ import pytest
 import redis
 from redis.exceptions import ResponseError
 
-from streams.redis_scripts import LuaScript, hmget_many, set_many, sku_tag, slot_groups
+from streams.redis_scripts import LuaScript, hmget_many, run_in_order, set_many, sku_tag, slot_groups
 from tests.contract.conftest import Backend
 
 pytestmark = [pytest.mark.contract]
@@ -154,6 +154,37 @@ def test_a_run_survives_a_dropped_connection_and_a_flushed_script_cache(backend:
                 node.script_flush()
         assert await _ECHO.run(client, _echo_calls(store.prefix, ["p", "q"])) == [b"p", b"q"]
         await client.delete(*(key for (key,), _ in _echo_calls(store.prefix, values)))
+
+    backend.run(body)
+
+
+_APPEND = LuaScript("return redis.call('APPEND', KEYS[1], ARGV[1])")
+_GET = LuaScript("return redis.call('GET', KEYS[1])")
+
+
+def test_run_in_order_runs_each_step_after_the_one_before(backend: Backend) -> None:
+    async def body(store: Any, client: Any) -> None:
+        keys = [f"{store.prefix}:{{{sku_tag(s)}}}:o" for s in SKUS[:40]]
+        writes = [([k], ["ab"]) for k in keys]
+        reads = [([k], []) for k in keys]
+        lengths, values = await run_in_order(client, [(_APPEND, iter(writes), None),
+                                                      (_GET, iter(reads), lambda i, v: (i, v))])
+        assert lengths == [2] * len(keys)
+        assert values == [(i, b"ab") for i in range(len(keys))]  # every read saw its write
+        # The server forgets its scripts: the refused calls are loaded and sent again, once each,
+        # and the reads run again after them.
+        for host, port in _node_addresses(client):
+            with redis.Redis(host=host, port=port) as node:
+                node.script_flush()
+        lengths, values = await run_in_order(client, [(_APPEND, iter(writes), None),
+                                                      (_GET, iter(reads), lambda i, v: (i, v))])
+        assert lengths == [4] * len(keys)
+        assert values == [(i, b"abab") for i in range(len(keys))]
+        with pytest.raises(ResponseError, match="asked to fail"):
+            await run_in_order(client, [(_ECHO, _echo_calls(store.prefix, ["fail"]), None), (_GET, iter(reads), None)])
+        assert await run_in_order(client, [(_GET, iter(reads[:2]), None)]) == [[b"abab", b"abab"]]
+        await client.delete(*keys)
+        await client.delete(*(key for (key,), _ in _echo_calls(store.prefix, ["fail"])))
 
     backend.run(body)
 

@@ -388,6 +388,37 @@ def test_read_recent_is_read_days_and_read_hours_in_one_call(backend: Backend) -
     backend.run(body, skus_per_call=1)
 
 
+@pytest.mark.parametrize("per_call", [64, 1], ids=["batches", "one-sku-calls"])
+def test_apply_and_read_is_apply_then_read_recent(backend: Backend, per_call: int) -> None:
+    events = stream(seed=22, n_events=600, n_skus=12, span_days=12)
+    skus = [*sorted({e.sku for e in events}), "nobody"]
+    ref = reference()
+    expected = ref.apply(events)
+
+    async def body(store: RedisWindowStore, client: Any) -> None:
+        for i in range(0, len(events), 100):
+            batch = events[i : i + 100]
+            result, days, hours = await store.apply_and_read(batch, skus, 9, 30)
+            assert result.applied + result.fenced + result.duplicates + len(result.late) == len(batch)
+            alone_days, alone_hours = await store.read_recent(skus, 9, 30)
+            assert hours is not None
+            for got, want in ((days, alone_days), (hours, alone_hours)):
+                assert got.skus == want.skus == skus and got.meta == want.meta
+                for name in ("units", "orders", "revenue_milli"):
+                    np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+            assert days.end_day.tolist() == alone_days.end_day.tolist()
+        assert expected.applied and expected.late  # the stream has late events too
+        for sku in skus[:-1]:  # the batches wrote exactly what the reference counts
+            assert await store.totals(sku, "day") == ref.totals(sku, "day"), sku
+        # Without hours (a detector that reads none), and after the server lost its scripts: the
+        # update is sent again and the read, run after it, sees it.
+        await client.script_flush()
+        result, days, hours = await store.apply_and_read([upd("late-comer", 0, T0)], ["late-comer"], 2, 0)
+        assert result.applied == 1 and hours is None and days.orders.tolist() == [[0.0, 1.0]]
+
+    backend.run(body, skus_per_call=per_call)
+
+
 @pytest.mark.parametrize(
     ("day", "utc_times", "expected_local_hours"),
     [

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from streams.contracts import ForecastEvent, OrderEvent, check_forecast_values
+from streams.contracts import ForecastEvent, OrderEvent, check_forecast_values, forecast_json, wire_json
 from streams.ingest import RawRecord, decode_orders, hash_customer_id
 
 NOW = datetime(2011, 12, 1, 12, tzinfo=UTC)
@@ -114,6 +114,22 @@ def test_forecast_event_rejects_crossed_quantiles() -> None:
         ForecastEvent(**base, values=[[1.0, 0.5, 3.0]])
     with pytest.raises(ValueError, match="one row per horizon day"):
         ForecastEvent(**base, values=[[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])
+
+
+@pytest.mark.parametrize("build", ["validated", "constructed"])
+def test_forecast_json_is_byte_for_byte_the_pydantic_serialisation(build: str) -> None:
+    cases = [
+        ("85123A", NOW.replace(microsecond=0), [[0.0, 1.0, 2.5], [3.0, 3.0, 3.0]], None),
+        ('ünï{x}"q\\', NOW.replace(microsecond=123456), [[1e16, 2e16, 1.2345e20], [0.001, 0.1, 7.0]], "cold_start"),
+        ("A", datetime(2026, 1, 1, tzinfo=UTC), [[0.001, 0.1, 123456.789], [1 / 3, 2 / 3, 1.0]], "no_history"),
+    ]
+    for sku, at, values, fallback in cases:
+        fields = dict(sku=sku, made_at=at, as_of=at - timedelta(seconds=1.5), start_date=at.date(), horizon=2,
+                      quantiles=[0.1, 0.5, 0.9], values=values, model_version="lstm-1", history_days=3,
+                      fallback=fallback)
+        event = ForecastEvent(**fields) if build == "validated" else ForecastEvent.model_construct(**fields)
+        assert forecast_json(event) == wire_json(event)
+        assert ForecastEvent.model_validate_json(forecast_json(event)) == event
 
 
 def test_batch_check_of_forecast_values_matches_the_event_validator() -> None:
