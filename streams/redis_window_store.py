@@ -30,8 +30,8 @@ is built (:meth:`streams.redis_scripts.LuaScript.run`). Reads: ``window_read.lua
 same way, returns a JSON header and the bucket bytes of one grain or of both
 (:meth:`RedisWindowStore.read_recent`). The worker sends a batch's update and its read together
 (:meth:`RedisWindowStore.apply_and_read`, :func:`streams.redis_scripts.run_in_order`): one round
-trip, and Redis runs the update while the read is being built. SKUs whose braces would break the hash tag are
-percent-encoded in keys.
+trip, and Redis runs the update while the read is being built. SKUs whose braces would break the
+hash tag are percent-encoded in keys.
 
 Usage (``client`` a ``redis.asyncio.Redis`` or ``RedisCluster``)::
 
