@@ -96,9 +96,11 @@ class DetectionContext:
     def idle_due(self, touched: set[str]) -> IdleChecks:
         """Watched SKUs of every partition whose clock entered a new hour since its last check."""
         due = IdleChecks()
-        for partition, ts in self._clock.items():
-            at = self.local(np.array([ts]))
-            hour, day = int(at.hour[0]), int(at.day[0])
+        clocks = list(self._clock.items())
+        if not clocks:
+            return due
+        at = self.local(np.array([ts for _, ts in clocks]))  # one conversion for every partition
+        for (partition, ts), hour, day in zip(clocks, at.hour.tolist(), at.day.tolist(), strict=True):
             if self._checked_hour.get(partition, -1) >= hour:
                 continue
             self._checked_hour[partition] = hour
