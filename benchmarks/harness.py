@@ -197,6 +197,48 @@ def delete_topics(settings: Settings) -> None:
             fut.result()
 
 
+HISTORY_PARTITION = 1_000_000
+"""Partition number of preloaded history: no topic has it, so live orders are never fenced by it."""
+
+
+def preload_history(settings: Settings, mix: OrderMix, skus: Iterator[str] | np.ndarray, days: int,
+                    now: float) -> int:
+    """Give ``skus`` their real Online Retail order lines of the data's last ``days`` days, shifted
+    so that the data's last day is yesterday, straight into the window store (as a worker that
+    had been running would have them). Returns the number of order lines applied."""
+    import asyncio
+
+    from streams.buckets import local_day_hour
+    from streams.window_store import OrderUpdate
+    from worker.app import redis_client, window_store
+
+    wanted = set(map(str, skus))
+    last_day = np.floor(mix.event_ts.max() / 86_400)
+    shift = (np.floor(now / 86_400) - 1 - last_day) * 86_400
+    keep = np.flatnonzero(np.isin(mix.sku, list(wanted)) & (mix.event_ts >= (last_day - days + 1) * 86_400))
+    ts = mix.event_ts[keep] + shift
+    day, hour = local_day_hour(ts, settings.market_timezone)
+    updates = [
+        OrderUpdate(sku=str(mix.sku[k]), partition=HISTORY_PARTITION, offset=i, dedup_key=f"history-{k}",
+                    event_ts=float(ts[i]), day=int(day[i]), hour=int(hour[i]), units=int(mix.quantity[k]),
+                    revenue_milli=round(float(mix.quantity[k] * mix.unit_price[k]) * 1000),
+                    price=float(mix.unit_price[k]))
+        for i, k in enumerate(keep.tolist())
+    ]
+
+    async def apply() -> None:
+        client = redis_client(settings)
+        try:
+            store = window_store(settings, client)
+            for lo in range(0, len(updates), 5_000):
+                await store.apply(updates[lo : lo + 5_000])
+        finally:
+            await client.aclose()
+
+    asyncio.run(apply())
+    return len(updates)
+
+
 def drop_redis_prefix(prefix: str, port: int = 6379) -> None:
     import redis
 

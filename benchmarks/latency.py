@@ -13,7 +13,9 @@ the order, minus the order's send time — producer, broker, worker and consumer
 follow the Online Retail mix. The surge goes to a SKU given 60 days of ordinary history (two
 order lines a day) before the run: in the middle of the busiest load but one, ``--surge-lines``
 order lines of it are sent at once; its latency runs from the last of them to the ``opened``
-alert. Writes benchmarks/results/latency.json (_quick).
+alert. ``--history-days N`` first gives every SKU its real last N days of Online Retail orders in
+Redis (shifted to end yesterday); the offered loads are then far above any SKU's history, so
+most SKUs also open a surge alert. Writes benchmarks/results/latency.json (_quick).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from benchmarks.harness import (
     metric_value,
     model_dir,
     order_json,
+    preload_history,
     redis_cpu,
     run_and_report,
     scrape,
@@ -262,6 +265,10 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
     orders = settings.topic("orders")
     mix = load_mix()
     skus = np.random.default_rng(0).choice(mix.sku, size=50_000)  # the real SKU mix, by order lines
+    # --history-days: every SKU starts with its real recent history, as in a shop that has been
+    # selling (by default none: every SKU is new, a cold start with the same all-zero history).
+    history_lines = preload_history(settings, mix, np.unique(skus), args.history_days, time.time()) \
+        if args.history_days else 0
     producer = low_latency_producer()
     reader = OutputReader(settings.topic("forecasts"), settings.topic("alerts"))
     extra_env = dict(kv.split("=", 1) for kv in args.env)
@@ -313,6 +320,8 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
         "machine": machine(),
         "seconds_per_load": seconds,
         "partitions": args.partitions,
+        "history_days": args.history_days,
+        "history_lines": history_lines,
         "worker_env": extra_env,
         "phases": phases,
         "surge": surge,
@@ -348,6 +357,9 @@ def main() -> None:
     parser.add_argument("--drain", type=float, default=3.0, help="seconds to wait for the last forecasts")
     parser.add_argument("--surge-lines", type=int, default=150, help="order lines of the injected surge")
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--history-days", type=int, default=0,
+                        help="days of each SKU's real order history to preload into Redis (default 0: every "
+                             "SKU new, a cold start; with history every SKU's load is a surge that alerts)")
     parser.add_argument("--model-dir", type=Path, help="model registry (default: ./models or a cached bench model)")
     parser.add_argument("--env", action="append", default=[], help="extra worker setting, NAME=VALUE (repeatable)")
     parser.add_argument("--profile", type=Path, help="record the worker with py-spy into this file (collapsed)")

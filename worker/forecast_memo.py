@@ -9,11 +9,16 @@ recomputed; the output is bit-identical to a fresh call either way. (The inputs 
 whole rather than by a digest: a batch's rows are cut from one buffer in C, where hashing each row
 cost a Python call per row, for ~0.2 KB more a row.)
 
+Rows with the same inputs are computed once: within a batch, and across SKUs through a small
+table keyed by the inputs themselves (a new SKU, or one that sold nothing in the window, has the
+all-zero history of every other such SKU on that day). The output is a function of the inputs
+and the model alone, so it is the same numbers either way.
+
 Bounded (least recently used first out), so memory stays flat however many SKUs the worker sees.
 
 >>> import numpy as np
 >>> memo = ForecastMemo(max_rows=2)
->>> rows, ends, days = np.ones((2, 3), np.float32), np.array([10, 10]), np.array([3, 3])
+>>> rows, ends, days = np.array([[1, 2, 3], [0, 0, 0]], np.float32), np.array([10, 10]), np.array([3, 0])
 >>> hits = memo.lookup("v1", [("A", 0), ("B", 0)], rows, ends, days)
 >>> hits.missing.tolist()
 [0, 1]
@@ -22,6 +27,8 @@ Bounded (least recently used first out), so memory stays flat however many SKUs 
 []
 >>> memo.lookup("v2", [("A", 0)], rows[:1], ends[:1], days[:1]).missing.tolist()  # new model
 [0]
+>>> memo.lookup("v1", [("C", 0)], rows[1:], ends[1:], days[1:]).missing.tolist()  # B's inputs
+[]
 """
 
 from __future__ import annotations
@@ -49,7 +56,13 @@ class Lookup:
     found_notes: list[str | None]
     """... and fallback notes."""
     missing: np.ndarray
-    """Row indices the model must compute, ascending."""
+    """Row indices the model must compute, ascending (one per distinct input) ..."""
+    copies: list[tuple[int, int]]
+    """... and (row, row of ``missing`` with the same inputs) for the rows that take its output."""
+
+
+SHARED_ROWS = 4096
+"""Distinct inputs remembered across SKUs (~0.4 KB each)."""
 
 
 class ForecastMemo:
@@ -59,6 +72,8 @@ class ForecastMemo:
         self._max = max_rows
         # key -> (model version, inputs, output as float32 bytes, fallback note): ~0.6 KB a row
         self._rows: OrderedDict[Hashable, tuple[str, bytes, bytes, str | None]] = OrderedDict()
+        # inputs -> (model version, output, fallback note), whichever SKU they came from
+        self._shared: OrderedDict[bytes, tuple[str, bytes, str | None]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -76,29 +91,49 @@ class ForecastMemo:
         found: list[int] = []
         outputs: list[bytes] = []
         notes: list[str | None] = []
-        if self._max:
-            rows_get, to_end = self._rows.get, self._rows.move_to_end
-            for i, key in enumerate(keys):
+        missing: list[int] = []
+        copies: list[tuple[int, int]] = []
+        first_of: dict[bytes, int] = {}
+        rows_get, to_end, shared_get = self._rows.get, self._rows.move_to_end, self._shared.get
+        for i, key in enumerate(keys):
+            given = inputs[i]
+            if self._max:
                 hit = rows_get(key)
-                if hit is not None and hit[1] == inputs[i] and hit[0] == version:
+                if hit is not None and hit[1] == given and hit[0] == version:
                     found.append(i)
                     outputs.append(hit[2])
                     notes.append(hit[3])
                     to_end(key)
-        missing = np.setdiff1d(np.arange(n, dtype=np.int64), found, assume_unique=True)
-        return Lookup(version, list(keys), inputs, found, outputs, notes, missing)
+                    continue
+                same = shared_get(given)
+                if same is not None and same[0] == version:
+                    found.append(i)
+                    outputs.append(same[1])
+                    notes.append(same[2])
+                    continue
+            twin = first_of.get(given)
+            if twin is None:
+                first_of[given] = i
+                missing.append(i)
+            else:
+                copies.append((i, twin))
+        return Lookup(version, list(keys), inputs, found, outputs, notes, np.asarray(missing, dtype=np.int64), copies)
 
     def store(self, lookup: Lookup, values: np.ndarray, fallbacks: Sequence[str | None]) -> None:
         """Remember the model's outputs for ``lookup.missing`` (in that order)."""
         if not self._max:
             return
         values = np.ascontiguousarray(values, dtype=np.float32)
-        for j, i in enumerate(lookup.missing.tolist()):
-            key = lookup.keys[i]
-            self._rows[key] = (lookup.version, lookup.inputs[i], values[j].tobytes(), fallbacks[j])
+        position = {i: j for j, i in enumerate(lookup.missing.tolist())}
+        for i, j in [*position.items(), *((row, position[twin]) for row, twin in lookup.copies)]:
+            key, output = lookup.keys[i], values[j].tobytes()
+            self._rows[key] = (lookup.version, lookup.inputs[i], output, fallbacks[j])
             self._rows.move_to_end(key)
+            self._shared[lookup.inputs[i]] = (lookup.version, output, fallbacks[j])
         while len(self._rows) > self._max:
             self._rows.popitem(last=False)
+        while len(self._shared) > SHARED_ROWS:
+            self._shared.popitem(last=False)
 
     def assemble(self, lookup: Lookup, values: np.ndarray, fallbacks: Sequence[str | None],
                  shape: tuple[int, int]) -> tuple[np.ndarray, list[str | None]]:
@@ -114,4 +149,7 @@ class ForecastMemo:
             out[lookup.missing] = values
             for j, i in enumerate(lookup.missing.tolist()):
                 notes[i] = fallbacks[j]
+        for row, twin in lookup.copies:
+            out[row] = out[twin]
+            notes[row] = notes[twin]
         return out, notes

@@ -77,20 +77,25 @@ def test_one_model_call_per_batch_and_drop_checks_ride_along(services: None, tra
         processor = BatchProcessor(s, window_store(s, client), model, out, clock=lambda: now)
         try:
             await processor.process(records(day1, 0))
-            assert model.rows == [3 * 30]
+            # 30 SKUs first seen today: each of their rows (one per trailing day) is the all-zero
+            # history of a new SKU, the same for all 30, so the one call computes 3 rows.
+            assert model.rows == [3]
             assert sorted(f.sku for f in out.forecasts) == sorted(top)
             assert {f.model_version for f in out.forecasts} == {model.version}
 
             # Next day, one SKU sells: it is forecast; the 29 quiet ones are checked for drops in
             # the same (one) call, and get no forecast event.
             await processor.process(records(day2, len(day1)))
-            assert model.rows == [90, 3 * 30]
+            # One call again, for all 30: the rows ending yesterday differ by yesterday's units
+            # (one row per distinct total); the two ending before are all zeros for every SKU,
+            # now with a day of history behind them (one row each).
+            assert model.rows == [3, day1.groupby("sku")["quantity"].sum().nunique() + 2]
             assert [f.sku for f in out.forecasts[30:]] == [top[0]]
 
             # The same SKU sells again that day: the forecast reads history up to yesterday,
             # which is unchanged, so it is published again (a later as_of) with no model call.
             await processor.process(records(day2_again, len(day1) + 1))
-            assert model.rows == [90, 90]
+            assert len(model.rows) == 2
             first, again = out.forecasts[30], out.forecasts[31]
             assert again.sku == top[0] and again.as_of > first.as_of
             assert again.values == first.values and again.model_version == first.model_version
