@@ -94,7 +94,8 @@ class ForecastMemo:
         missing: list[int] = []
         copies: list[tuple[int, int]] = []
         first_of: dict[bytes, int] = {}
-        rows_get, to_end, shared_get = self._rows.get, self._rows.move_to_end, self._shared.get
+        rows_get, to_end = self._rows.get, self._rows.move_to_end
+        shared_get, shared_to_end = self._shared.get, self._shared.move_to_end
         for i, key in enumerate(keys):
             given = inputs[i]
             if self._max:
@@ -110,6 +111,7 @@ class ForecastMemo:
                     found.append(i)
                     outputs.append(same[1])
                     notes.append(same[2])
+                    shared_to_end(given)  # the all-zero rows stay while other inputs come and go
                     continue
             twin = first_of.get(given)
             if twin is None:

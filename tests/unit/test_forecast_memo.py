@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from worker import forecast_memo
 from worker.forecast_memo import ForecastMemo
 
 
@@ -64,3 +67,19 @@ def test_identical_inputs_are_computed_once_within_a_batch_and_across_skus() -> 
     # Any difference in the inputs (the day, the history clip) is a different row.
     assert memo.lookup("v1", [("E", 0)], rows(0), np.array([11]), np.array([0])).missing.tolist() == [0]
     assert memo.lookup("v1", [("E", 0)], rows(0), np.array([10]), np.array([1])).missing.tolist() == [0]
+
+
+def test_shared_inputs_in_use_outlive_others(monkeypatch: Any) -> None:
+    monkeypatch.setattr(forecast_memo, "SHARED_ROWS", 2)
+    memo = ForecastMemo(max_rows=100)
+
+    def compute(sku: str, value: float) -> bool:
+        """Look up (and store if missing) one row; True when the model had to compute it."""
+        found = memo.lookup("v", [(sku, 0)], rows(value), np.array([1]), np.array([0]))
+        memo.store(found, np.zeros((found.missing.size, 1, 1), np.float32), [None] * found.missing.size)
+        return bool(found.missing.size)
+
+    assert compute("A", 0) and compute("B", 1)
+    assert not compute("C", 0)  # A's inputs, in use again: the most recent
+    assert compute("D", 2)  # the table is full: B's inputs, the least recent, leave
+    assert not compute("E", 0) and compute("F", 1)
