@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -201,7 +201,7 @@ HISTORY_PARTITION = 1_000_000
 """Partition number of preloaded history: no topic has it, so live orders are never fenced by it."""
 
 
-def preload_history(settings: Settings, mix: OrderMix, skus: Iterator[str] | np.ndarray, days: int,
+def preload_history(settings: Settings, mix: OrderMix, skus: Iterable[str], days: int,
                     now: float) -> int:
     """Give ``skus`` their real Online Retail order lines of the data's last ``days`` days, shifted
     so that the data's last day is yesterday, straight into the window store (as a worker that

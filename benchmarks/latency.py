@@ -267,8 +267,8 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
     skus = np.random.default_rng(0).choice(mix.sku, size=50_000)  # the real SKU mix, by order lines
     # --history-days: every SKU starts with its real recent history, as in a shop that has been
     # selling (by default none: every SKU is new, a cold start with the same all-zero history).
-    history_lines = preload_history(settings, mix, np.unique(skus), args.history_days, time.time()) \
-        if args.history_days else 0
+    history_lines = (preload_history(settings, mix, np.unique(skus).tolist(), args.history_days, time.time())
+                     if args.history_days else 0)
     producer = low_latency_producer()
     reader = OutputReader(settings.topic("forecasts"), settings.topic("alerts"))
     extra_env = dict(kv.split("=", 1) for kv in args.env)

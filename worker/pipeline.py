@@ -34,7 +34,14 @@ from streams.contracts import (
     forecast_json,
 )
 from streams.ingest import RawRecord, decode_orders
-from streams.window_store import DayWindows, HourWindows, OrderUpdate, WindowStore, updates_from_orders
+from streams.window_store import (
+    ApplyResult,
+    DayWindows,
+    HourWindows,
+    OrderUpdate,
+    WindowStore,
+    updates_from_orders,
+)
 from worker import metrics
 from worker.alerting import AlertStates, AlertTracker, MemoryAlertStates, SkuAlerts, thresholds_for
 from worker.batch_scoring import Batch, score_batch
@@ -197,14 +204,7 @@ class BatchProcessor:
         skus = self._coalescer.select(positions, len(records), time.monotonic())
         # One model and one set of thresholds per batch, even if a hot reload lands mid-batch.
         model, th = self._model, self._alerts.thresholds
-        days = self._read_days(model, th)
-        started = time.perf_counter()
-        # The update and the read of the SKUs it touched go in one round trip; the alert states
-        # are read beside them.
-        (result, touched, hours), known = await asyncio.gather(
-            self._store.apply_and_read(updates, skus, days, th.recent_hours),
-            self._alerts.load(skus))
-        metrics.REDIS_SECONDS.labels("apply_and_read").observe(time.perf_counter() - started)
+        result, touched, hours, known = await self._apply_and_read(updates, skus, model, th)
         late = [
             self._late_event(u, orders_by_pos[(u.partition, u.offset)], wm)
             for u, wm in zip(result.late, result.late_watermark_ts, strict=True)
@@ -230,10 +230,7 @@ class BatchProcessor:
             return 0
         now = self._clock()
         model, th = self._model, self._alerts.thresholds
-        started = time.perf_counter()
-        (touched, hours), known = await asyncio.gather(
-            self._read_touched(skus, self._read_days(model, th), th.recent_hours), self._alerts.load(skus))
-        metrics.REDIS_SECONDS.labels("read").observe(time.perf_counter() - started)
+        _, touched, hours, known = await self._apply_and_read([], skus, model, th)
         forecasts, alerts = await self._forecast(model, th, touched, hours, known, now)
         await self._deliver_next(forecasts, alerts, [], [])
         self._coalescer.forecasted(skus, time.monotonic())  # only now may their offsets be committed
@@ -274,6 +271,18 @@ class BatchProcessor:
             partition=u.partition,
             offset=u.offset,
         )
+
+    async def _apply_and_read(
+        self, updates: Sequence[OrderUpdate], skus: list[str], model: Forecasts, th: Thresholds
+    ) -> tuple[ApplyResult, DayWindows, HourWindows | None, list[SkuAlerts]]:
+        """Apply ``updates`` (maybe none), then read the windows of ``skus`` in the same round trip
+        (and their trailing hours when the detector looks at them); their alert states beside."""
+        started = time.perf_counter()
+        (result, touched, hours), known = await asyncio.gather(
+            self._store.apply_and_read(updates, skus, self._read_days(model, th), th.recent_hours),
+            self._alerts.load(skus))
+        metrics.REDIS_SECONDS.labels("apply_and_read" if updates else "read").observe(time.perf_counter() - started)
+        return result, touched, hours, known
 
     @staticmethod
     def _read_days(model: Forecasts, th: Thresholds) -> int:
@@ -321,13 +330,6 @@ class BatchProcessor:
         alerts = score_batch(batch, today_fc, window_fc, windows, fallbacks[:m], history_days, known, model, th,
                              tracker, ctx, now)
         return forecasts, alerts
-
-    async def _read_touched(self, skus: list[str], days: int, hours: int) -> tuple[DayWindows, HourWindows | None]:
-        """The batch's day windows and, when the detector looks at trailing hours, hour windows
-        (both in one round trip)."""
-        if hours:
-            return await self._store.read_recent(skus, days, hours)
-        return await self._store.read_days(skus, days), None
 
     async def _predict(self, model: Forecasts, keys: list[tuple[str, int]], history: np.ndarray,
                        end_day: np.ndarray, history_days: np.ndarray) -> tuple[np.ndarray, list[str | None]]:
