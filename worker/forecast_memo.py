@@ -127,11 +127,13 @@ class ForecastMemo:
             return
         values = np.ascontiguousarray(values, dtype=np.float32)
         position = {i: j for j, i in enumerate(lookup.missing.tolist())}
+        outputs = [row.tobytes() for row in values]
+        for i, j in position.items():  # a copy has its twin's inputs: one shared entry for both
+            self._shared[lookup.inputs[i]] = (lookup.version, outputs[j], fallbacks[j])
         for i, j in [*position.items(), *((row, position[twin]) for row, twin in lookup.copies)]:
-            key, output = lookup.keys[i], values[j].tobytes()
-            self._rows[key] = (lookup.version, lookup.inputs[i], output, fallbacks[j])
+            key = lookup.keys[i]
+            self._rows[key] = (lookup.version, lookup.inputs[i], outputs[j], fallbacks[j])
             self._rows.move_to_end(key)
-            self._shared[lookup.inputs[i]] = (lookup.version, output, fallbacks[j])
         while len(self._rows) > self._max:
             self._rows.popitem(last=False)
         while len(self._shared) > SHARED_ROWS:
