@@ -40,6 +40,7 @@ from model.alert_inject import (
     plan_events,
     poisson_tail,
 )
+from model.alert_oracle import Ceiling, ceiling
 from model.detector import (
     DetectorInputs,
     breaches,
@@ -333,15 +334,16 @@ def evaluate(cfg: EvalConfig, log: Log | None = None) -> dict[str, Any]:
                     cfg.cooldown_hours)
     detectable = [poisson_tail(o, e, upper=ev.kind == "surge") < cfg.oracle_p
                   for ev, o, e in zip(events, injected.event_orders, injected.normal_orders, strict=True)]
-    report = summarise(events, detectable, result, th, days, cfg, len(half_b.skus))
+    best = ceiling(events, injected.normal_by_hour, cfg.false_alarm_rate, cfg.match_grace_hours)
+    report = summarise(events, detectable, best, result, th, days, cfg, len(half_b.skus))
     report["thresholds"] = asdict(th)
     report["model_version"] = forecaster.version
     report["seconds"] = round(time.perf_counter() - started, 1)
     return report
 
 
-def summarise(events: list[Event], detectable: list[bool], result: ReplayResult, th: Thresholds, days: range,
-              cfg: EvalConfig, n: int) -> dict[str, Any]:
+def summarise(events: list[Event], detectable: list[bool], best: Ceiling, result: ReplayResult, th: Thresholds,
+              days: range, cfg: EvalConfig, n: int) -> dict[str, Any]:
     delays, true_alerts, false_alerts = match(events, result.alerts, cfg.match_grace_hours)
     found = [d for d in delays if d is not None]
     untouched = untouched_mask(events, n, days, th.span_days)
@@ -357,6 +359,8 @@ def summarise(events: list[Event], detectable: list[bool], result: ReplayResult,
             can = [i for i in idx if detectable[i]]
             out[name] = {"events": len(idx), "recall": round(len(hit) / len(idx), 3),
                          "median_delay_h": float(np.median(hit)) if hit else float("nan"),
+                         "ceiling": round(float(best.found[idx].mean()), 3),
+                         "ceiling_quick": round(float(best.quick[idx].mean()), 3),
                          "detectable": len(can),
                          "recall_detectable": round(sum(delays[i] is not None for i in can) / max(len(can), 1), 3)}
         return out
@@ -370,6 +374,11 @@ def summarise(events: list[Event], detectable: list[bool], result: ReplayResult,
         "detectable_events": sum(detectable),
         "recall_detectable": round(sum(d is not None for d, ok in zip(delays, detectable, strict=True) if ok)
                                    / max(sum(detectable), 1), 3),
+        "ceiling_recall": round(float(best.found.mean()), 3) if events else float("nan"),
+        "ceiling_quick": round(float(best.quick.mean()), 3) if events else float("nan"),
+        "quick_hours": best.quick_hours,
+        "found_quick": round(sum(1 for d in delays if d is not None and d <= best.quick_hours)
+                             / max(len(events), 1), 3),
         "precision": round(true_alerts / max(true_alerts + false_alerts, 1), 3),
         "median_delay_h": float(np.median(found)) if found else float("nan"),
         "false_alarms": false_on_untouched,

@@ -145,6 +145,8 @@ class Injected:
     """Per event: order lines expected in its hours at the SKU's normal rate."""
     event_orders: np.ndarray
     """Per event: order lines its hours actually hold after injection."""
+    normal_by_hour: list[np.ndarray]
+    """Per event: the normal order lines of each of its hours (``normal_orders`` summed)."""
 
 
 def inject(
@@ -161,14 +163,13 @@ def inject(
     keep = np.ones(lines.sku.shape[0], dtype=bool)
     extra: list[Lines] = []
     normal, actual = np.zeros(len(events)), np.zeros(len(events))
+    hourly: list[np.ndarray] = []
     for j, e in enumerate(events):
         mine = lines.sku == e.sku
         inside = np.flatnonzero(mine & (hour_index >= e.start_hour) & (hour_index < e.end_hour))
         hours = np.arange(e.start_hour, e.end_hour)
-        days = hours // 24
-        open_day = trading[np.clip(days - first_day, 0, trading.shape[0] - 1)]
-        per_day = rate[e.sku, np.clip(e.start_hour // 24 - first_day, 0, rate.shape[1] - 1)]
-        lam = per_day * profile.share[(days + 3) % 7, hours % 24] * open_day
+        lam = normal_hourly(e, rate, first_day, trading, profile)
+        hourly.append(lam)
         normal[j] = lam.sum()
         if e.kind == "drop":
             kept = rng.uniform(size=inside.size) < 1.0 / e.size
@@ -184,7 +185,17 @@ def inject(
         sizes = lines.quantity[recent] if recent.any() else np.ones(1, dtype=lines.quantity.dtype)
         at = np.repeat(hours, counts)
         extra.append(Lines(np.full(total, e.sku), at // 24, at % 24, rng.choice(sizes, size=total)))
-    return Injected(Lines.concat([lines.select(keep), *extra]), normal, actual)
+    return Injected(Lines.concat([lines.select(keep), *extra]), normal, actual, hourly)
+
+
+def normal_hourly(e: Event, rate: np.ndarray, first_day: int, trading: np.ndarray,
+                  profile: HourProfile = DEFAULT_PROFILE) -> np.ndarray:
+    """(hours,) order lines the event's SKU is expected to sell in each of its hours at its normal rate."""
+    hours = np.arange(e.start_hour, e.end_hour)
+    days = hours // 24
+    open_day = trading[np.clip(days - first_day, 0, trading.shape[0] - 1)]
+    per_day = rate[e.sku, np.clip(e.start_hour // 24 - first_day, 0, rate.shape[1] - 1)]
+    return np.asarray(per_day * profile.share[(days + 3) % 7, hours % 24] * open_day, dtype=np.float64)
 
 
 def poisson_tail(observed: float, expected: float, upper: bool) -> float:

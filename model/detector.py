@@ -349,10 +349,14 @@ def breaches(s: Scores, th: Thresholds) -> tuple[np.ndarray, np.ndarray]:
 def calm(s: Scores, th: Thresholds) -> tuple[np.ndarray, np.ndarray]:
     """(surge, drop) bool per row: normal enough for an open alert of that kind to resolve.
 
-    Enough of the day must be seen; a drop also needs the SKU to be selling again.
+    Enough of the day must be seen; a drop also needs the SKU to be selling again. A surge needs
+    evidence too: some order lines today, or an expectation of at least one by now. A day the shop
+    does not trade (no orders, none expected) says nothing, so a surge alert stays open over it
+    rather than resolving on Saturday and opening anew on Sunday.
     """
     seen = s.share >= th.resolve_share
-    return seen & (s.z_today < th.resolve), seen & (-s.z_today < th.resolve) & (s.observed_orders >= 1)
+    evidence = (s.observed_orders >= 1) | (s.expected_orders >= 1)
+    return seen & evidence & (s.z_today < th.resolve), seen & (-s.z_today < th.resolve) & (s.observed_orders >= 1)
 
 
 def active_festivals(days: np.ndarray, festivals: Sequence[Any]) -> list[str | None]:

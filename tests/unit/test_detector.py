@@ -124,6 +124,18 @@ def test_calm_needs_enough_of_a_later_day_and_for_drops_sales_again() -> None:
     assert drop_calm.tolist() == [True, True, False]
 
 
+def test_a_day_the_shop_does_not_trade_does_not_calm_a_surge() -> None:
+    th = Thresholds()
+    closed = [[0.0, 0.01, 0.05]]  # the forecast knows the shop is shut: no order line expected
+    s = score(inputs(closed, [[0.0]], [[0.0]], share=1.0, opu=0.1), th)
+    assert calm(s, th)[0].tolist() == [False]  # no evidence either way: the open alert stays open
+    slow = [[5.0, 10.0, 20.0]]  # about one order line expected: a quiet day is normal and calm
+    s = score(inputs(slow, [[0.0]], [[0.0]], share=1.0, opu=0.1), th)
+    assert calm(s, th)[0].tolist() == [True]
+    s = score(inputs(closed, [[2.0]], [[1.0]], share=1.0, opu=0.5), th)  # one line sold: evidence
+    assert calm(s, th)[0].tolist() == [True]
+
+
 def test_severity_grows_with_the_ratio() -> None:
     th = Thresholds()
     assert [severity(r, th) for r in (1.5, 3.0, 10.0)] == ["info", "warning", "critical"]
