@@ -1,22 +1,27 @@
 """Offline alert evaluation: Online Retail, hour by hour, through the worker's detector code.
 
-1. Real order lines of the ``top_n`` SKUs become hourly (units, order lines) arrays.
-2. **Calibration** on a backtest of normal days (no injection): every SKU is scored at the end of
-   every hour with the trained model's forecasts; each threshold is the smallest cut whose full
-   replay (alert lifecycle included) opens at most half the ``false_alarm_rate`` budget of alerts
-   per SKU-day (:func:`model.thresholds.search_threshold`).
-3. **Evaluation** on a later period with synthetic surges and drops (:mod:`model.alert_inject`),
-   forecasts re-made from the injected history (as the worker would), scores from
-   :func:`model.detector.score`, alerts from :func:`model.surge.step` — the worker's functions.
+1. Real order lines of the ``top_n`` SKUs become hourly (units, order lines) arrays; SKUs alternate
+   by rank between a calibration half and a test half.
+2. **Calibration** on the calibration half's normal days (no injection): every SKU is scored at
+   the end of every hour with the trained model's forecasts; each threshold is the smallest cut
+   whose full replay (alert lifecycle included) opens at most half the ``false_alarm_rate`` budget
+   of alerts per SKU-day (:func:`model.thresholds.search_threshold`).
+3. **Evaluation** on the test half over the same weeks, ``draws`` times: synthetic surges and drops
+   injected (:mod:`model.alert_inject`), forecasts re-made from the injected history (as the
+   worker would), scores from :func:`model.detector.score`, alerts from :func:`model.surge.step`
+   — the worker's functions.
 4. An opened alert matches an event of the same SKU and kind when it opens between the event's
-   start and 24 hours after its end. Reported: recall (events with a match), precision (opened
-   alerts with a match), median detection delay (event-time hours from the event's start to the
-   end of the hour the alert opened in), and false alarms per 1,000 *untouched* SKU-days
-   (SKU-days not within an event or the days after it that a window still reaches:
-   ``span_days + 1``, the longer of the surge and the drop window).
+   start and 24 hours after its end. Reported, pooled over the draws and per draw: recall (events
+   with a match), precision (opened alerts with a match), median detection delay (event-time hours
+   from the event's start to the end of the hour the alert opened in), false alarms per 1,000
+   *untouched* SKU-days (SKU-days not within an event or the days after it that a window still
+   reaches: ``span_days + 1``, the longer of the surge and the drop window), and the ceiling of
+   recall at the budget (:mod:`model.alert_oracle`).
 
-The model was trained on data up to its validation window; the calibration period lies in its
-training range, the evaluation period (from October 2011) mostly after it.
+The model ``skucast train`` serves trains on days up to mid-October 2011 and keeps the weeks after
+for early stopping and its interval calibration; the evaluated weeks (1 October to 9 December
+2011) lie mostly in those, so the forecasts are not fitted to them, though the model was chosen on
+them.
 """
 
 from __future__ import annotations
@@ -72,6 +77,9 @@ class EvalConfig:
     """An event counts as *detectable* when an oracle that knows the SKU's normal rate would find
     its hours' order count this unlikely (Poisson tail)."""
     seed: int = 0
+    draws: int = 1
+    """Independent injections (seeds ``seed .. seed + draws - 1``) into the same SKUs, each replayed
+    on its own and pooled in the report: a few hundred events is a noisy sample of each measure."""
     false_alarm_rate: float = 0.001
     detector: Thresholds = field(default_factory=Thresholds)
     """The detector's shape (windows, margin, gates, settle days), as the worker runs it; its
@@ -82,6 +90,9 @@ class EvalConfig:
     """Events from this day on count as "inside the Christmas ramp" in the report."""
     tz: str = "Europe/London"
     device: str = "cpu"
+    forecast: str = "model"
+    """What the detector compares with: ``model`` (the trained LSTM, as the worker runs) or
+    ``seasonal-mean`` (:class:`SeasonalMean`, the ablation: no model, no festival awareness)."""
 
 
 @dataclass
@@ -144,6 +155,27 @@ def forecast_table(forecaster: Any, daily_units: np.ndarray, first_day: int, ori
     end_day = np.tile(np.asarray(list(origins), dtype=np.int64), n)
     values = forecaster.predict(history, end_day)
     return values.reshape(n, len(origins), *values.shape[1:])
+
+
+class SeasonalMean:
+    """The ablation's forecast: each day's demand is the mean of the same weekday over the last
+    ``weeks`` weeks, every quantile the same. It knows the weekly cycle (the shop shuts on
+    Saturdays) but no festival, no trend and no uncertainty: what the detector would have without
+    the model."""
+
+    def __init__(self, quantiles: tuple[float, ...], weeks: int = 4, horizon: int = 7) -> None:
+        self.quantiles, self.weeks, self.horizon = quantiles, weeks, horizon
+        self.lookback = 7 * weeks
+        self.version = f"seasonal-mean-{weeks}w"
+
+    def predict(self, history: np.ndarray, end_day: np.ndarray) -> np.ndarray:
+        """(n, horizon, Q) from ``history`` (n, lookback or more) daily units ending at ``end_day``."""
+        width = history.shape[1]
+        out = np.zeros((history.shape[0], self.horizon, len(self.quantiles)), dtype=np.float32)
+        for h in range(self.horizon):  # day end + 1 + h; the same weekday k weeks before it
+            cols = [width - 1 - (7 * k - 1 - h) for k in range(1, self.weeks + 1)]
+            out[:, h, :] = history[:, cols].mean(axis=1, keepdims=True)
+        return out
 
 
 @dataclass
@@ -312,8 +344,13 @@ def evaluate(cfg: EvalConfig, log: Log | None = None) -> dict[str, Any]:
     from model.predictor import Forecaster
 
     started = time.perf_counter()
-    forecaster = Forecaster.from_dir(cfg.model_dir, device=cfg.device)
-    q, lookback = tuple(forecaster.quantiles), int(forecaster.lookback)
+    forecaster: Any = Forecaster.from_dir(cfg.model_dir, device=cfg.device)
+    q = tuple(forecaster.quantiles)
+    if cfg.forecast == "seasonal-mean":
+        forecaster = SeasonalMean(q)
+    elif cfg.forecast != "model":
+        raise ValueError(f"unknown forecast {cfg.forecast!r}: model or seasonal-mean")
+    lookback = int(forecaster.lookback)
     panel = load_panel(cfg.data_path, cfg.top_n, cfg.tz)
     days = range(day_index(cfg.eval_from), day_index(cfg.eval_to) + 1)
     half_a = subset(panel, list(range(0, len(panel.skus), 2)))
@@ -324,32 +361,94 @@ def evaluate(cfg: EvalConfig, log: Log | None = None) -> dict[str, Any]:
                                cfg.detector, days, cfg, log)
     th = replace(th, calibration={**th.calibration, "model": forecaster.version})
 
-    rng = np.random.default_rng(cfg.seed)
     trading = half_b.trading
     rate = orders_per_trading_day(half_b.lines, len(half_b.skus), half_b.first_day, trading.shape[0], trading)
-    events = plan_events(cfg.plan, rate, half_b.first_day, (days.start, days.stop), trading, rng)
-    injected = inject(half_b.lines, events, rate, half_b.first_day, trading, rng)
-    panel_b = with_lines(half_b, injected.lines)
-    result = replay(panel_b, forecasts_for(panel_b, forecaster, days, w, log), q, lookback, th, days,
-                    cfg.cooldown_hours)
-    detectable = [poisson_tail(o, e, upper=ev.kind == "surge") < cfg.oracle_p
-                  for ev, o, e in zip(events, injected.event_orders, injected.normal_orders, strict=True)]
-    best = ceiling(events, injected.normal_by_hour, cfg.false_alarm_rate, cfg.match_grace_hours)
-    report = summarise(events, detectable, best, result, th, days, cfg, len(half_b.skus))
+    draws = []
+    for seed in range(cfg.seed, cfg.seed + max(cfg.draws, 1)):
+        rng = np.random.default_rng(seed)
+        events = plan_events(cfg.plan, rate, half_b.first_day, (days.start, days.stop), trading, rng)
+        injected = inject(half_b.lines, events, rate, half_b.first_day, trading, rng)
+        panel_b = with_lines(half_b, injected.lines)
+        result = replay(panel_b, forecasts_for(panel_b, forecaster, days, w, log), q, lookback, th, days,
+                        cfg.cooldown_hours)
+        detectable = [poisson_tail(o, e, upper=ev.kind == "surge") < cfg.oracle_p
+                      for ev, o, e in zip(events, injected.event_orders, injected.normal_orders, strict=True)]
+        best = ceiling(events, injected.normal_by_hour, cfg.false_alarm_rate, cfg.match_grace_hours)
+        draws.append(Draw(seed, events, detectable, best, result))
+    report = summarise(draws, th, days, cfg, len(half_b.skus))
     report["thresholds"] = asdict(th)
     report["model_version"] = forecaster.version
     report["seconds"] = round(time.perf_counter() - started, 1)
     return report
 
 
-def summarise(events: list[Event], detectable: list[bool], best: Ceiling, result: ReplayResult, th: Thresholds,
-              days: range, cfg: EvalConfig, n: int) -> dict[str, Any]:
-    delays, true_alerts, false_alerts = match(events, result.alerts, cfg.match_grace_hours)
-    found = [d for d in delays if d is not None]
-    untouched = untouched_mask(events, n, days, th.span_days)
-    opened = [a for a in result.alerts if a["state"] == "opened"]
+def _shown(value: Path | date) -> str:
+    """A path as the report shows it: relative to the working directory when under it."""
+    if isinstance(value, Path) and value.is_absolute() and value.is_relative_to(Path.cwd()):
+        return str(value.relative_to(Path.cwd()))
+    return str(value)
+
+
+@dataclass
+class Draw:
+    """One injection into the test SKUs and its replay."""
+
+    seed: int
+    events: list[Event]
+    detectable: list[bool]
+    best: Ceiling
+    result: ReplayResult
+
+
+@dataclass
+class Scored:
+    """A draw's events matched with its alerts."""
+
+    delays: list[float | None]
+    true_alerts: int
+    false_alerts: int
+    false_on_untouched: int
+    untouched_sku_days: int
+
+
+def score_draw(d: Draw, th: Thresholds, days: range, cfg: EvalConfig, n: int) -> Scored:
+    delays, true_alerts, false_alerts = match(d.events, d.result.alerts, cfg.match_grace_hours)
+    untouched = untouched_mask(d.events, n, days, th.span_days)
+    opened = [a for a in d.result.alerts if a["state"] == "opened"]
     false_days = {(a["sku"], a["hour"] // 24 - days.start) for a in opened}
-    false_on_untouched = sum(1 for s, d in false_days if 0 <= d < len(days) and untouched[s, d])
+    false_on_untouched = sum(1 for s, day in false_days if 0 <= day < len(days) and untouched[s, day])
+    return Scored(delays, true_alerts, false_alerts, false_on_untouched, int(untouched.sum()))
+
+
+def _headline(events: list[Event], delays: list[float | None], scored: list[Scored], found_at: np.ndarray,
+              quick_at: np.ndarray, quick_hours: int) -> dict[str, Any]:
+    found = [d for d in delays if d is not None]
+    true_alerts, false_alerts = sum(s.true_alerts for s in scored), sum(s.false_alerts for s in scored)
+    false_on_untouched, untouched = sum(s.false_on_untouched for s in scored), sum(s.untouched_sku_days for s in scored)
+    return {
+        "events": len(events),
+        "recall": round(len(found) / max(len(events), 1), 3),
+        "ceiling_recall": round(float(found_at.mean()), 3) if events else float("nan"),
+        "ceiling_quick": round(float(quick_at.mean()), 3) if events else float("nan"),
+        "found_quick": round(sum(1 for d in found if d <= quick_hours) / max(len(events), 1), 3),
+        "precision": round(true_alerts / max(true_alerts + false_alerts, 1), 3),
+        "median_delay_h": float(np.median(found)) if found else float("nan"),
+        "false_alarms": false_on_untouched,
+        "untouched_sku_days": untouched,
+        "false_alarms_per_1000_sku_days": round(1000 * false_on_untouched / max(untouched, 1), 3),
+        "opened_alerts": true_alerts + false_alerts,
+    }
+
+
+def summarise(draws: list[Draw], th: Thresholds, days: range, cfg: EvalConfig, n: int) -> dict[str, Any]:
+    """Every measure pooled over the draws (events, alerts and SKU-days added up), and each draw's headline."""
+    scored = [score_draw(d, th, days, cfg, n) for d in draws]
+    events = [e for d in draws for e in d.events]
+    delays = [x for s in scored for x in s.delays]
+    detectable = [x for d in draws for x in d.detectable]
+    found_at = np.concatenate([d.best.found for d in draws]) if draws else np.zeros(0)
+    quick_at = np.concatenate([d.best.quick for d in draws]) if draws else np.zeros(0)
+    quick_hours = draws[0].best.quick_hours if draws else 2
 
     def group(key: Callable[[Event], str]) -> dict[str, dict[str, float]]:
         out: dict[str, dict[str, float]] = {}
@@ -359,32 +458,26 @@ def summarise(events: list[Event], detectable: list[bool], best: Ceiling, result
             can = [i for i in idx if detectable[i]]
             out[name] = {"events": len(idx), "recall": round(len(hit) / len(idx), 3),
                          "median_delay_h": float(np.median(hit)) if hit else float("nan"),
-                         "ceiling": round(float(best.found[idx].mean()), 3),
-                         "ceiling_quick": round(float(best.quick[idx].mean()), 3),
+                         "ceiling": round(float(found_at[idx].mean()), 3),
+                         "ceiling_quick": round(float(quick_at[idx].mean()), 3),
                          "detectable": len(can),
                          "recall_detectable": round(sum(delays[i] is not None for i in can) / max(len(can), 1), 3)}
         return out
 
     ramp = day_index(cfg.christmas_ramp_from)
+    by_draw = []
+    for d, s in zip(draws, scored, strict=True):
+        by_draw.append({"seed": d.seed, **_headline(d.events, s.delays, [s], d.best.found, d.best.quick, quick_hours)})
     return {
-        "config": {k: (str(v) if isinstance(v, Path | date) else v) for k, v in asdict(cfg).items()},
-        "events": len(events),
+        "config": {k: (_shown(v) if isinstance(v, Path | date) else v) for k, v in asdict(cfg).items()},
+        **_headline(events, delays, scored, found_at, quick_at, quick_hours),
+        "draws": len(draws),
+        "quick_hours": quick_hours,
         "events_by_kind": dict(Counter(e.kind for e in events)),
-        "recall": round(len(found) / max(len(events), 1), 3),
         "detectable_events": sum(detectable),
         "recall_detectable": round(sum(d is not None for d, ok in zip(delays, detectable, strict=True) if ok)
                                    / max(sum(detectable), 1), 3),
-        "ceiling_recall": round(float(best.found.mean()), 3) if events else float("nan"),
-        "ceiling_quick": round(float(best.quick.mean()), 3) if events else float("nan"),
-        "quick_hours": best.quick_hours,
-        "found_quick": round(sum(1 for d in delays if d is not None and d <= best.quick_hours)
-                             / max(len(events), 1), 3),
-        "precision": round(true_alerts / max(true_alerts + false_alerts, 1), 3),
-        "median_delay_h": float(np.median(found)) if found else float("nan"),
-        "false_alarms": false_on_untouched,
-        "untouched_sku_days": int(untouched.sum()),
-        "false_alarms_per_1000_sku_days": round(1000 * false_on_untouched / max(int(untouched.sum()), 1), 3),
-        "opened_alerts": len(opened),
+        "by_draw": by_draw,
         "by_kind": group(lambda e: e.kind),
         "by_size": group(lambda e: "2-3x" if e.size < 3 else "3-5x" if e.size < 5 else "5-10x"),
         "by_length": group(lambda e: "hours (<24h)" if e.hours < 24 else f"{e.hours // 24} day(s)"),

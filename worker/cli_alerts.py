@@ -27,9 +27,14 @@ def evaluate_alerts(
     model_dir: Annotated[Path | None, typer.Option(help="Model registry [default: SKUCAST_MODEL_DIR].")] = None,
     top_n: Annotated[int, typer.Option(help="SKUs scored (best first): half calibrate, half test.")] = 500,
     events: Annotated[int, typer.Option(help="Synthetic surges and drops to inject.")] = 300,
-    seed: Annotated[int, typer.Option(help="Random seed of the injection.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed of the (first) injection.")] = 0,
+    draws: Annotated[int, typer.Option(min=1, max=20, help=(
+        "Independent injections (seeds SEED..SEED+DRAWS-1) into the same SKUs, pooled in the report."))] = 3,
     start: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="First day evaluated.")] = datetime(2011, 10, 1),
     end: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="Last day evaluated.")] = datetime(2011, 12, 9),
+    forecast: Annotated[str, typer.Option(help=(
+        "What the detector compares with: 'model' (the trained model, as the worker runs) or 'seasonal-mean' "
+        "(the ablation: the mean of the same weekday over 4 weeks; thresholds are then not written)."))] = "model",
     false_alarm_rate: Annotated[float | None, typer.Option(
         help="Alerts allowed per normal SKU-day [default: SKUCAST_ALERT_FALSE_ALARM_RATE].")] = None,
     write_thresholds: Annotated[bool, typer.Option(
@@ -58,21 +63,27 @@ def evaluate_alerts(
                                  param_hint="--model-dir")
     if not data.exists():
         raise typer.BadParameter(f"no order data at {data}", param_hint="--data")
+    if forecast not in ("model", "seasonal-mean"):
+        raise typer.BadParameter(f"{forecast!r}: use 'model' or 'seasonal-mean'", param_hint="--forecast")
+    if forecast != "model" and docs is not None:
+        raise typer.BadParameter("the docs section reports the model; run the ablation with --json",
+                                 param_hint="--docs")
     cfg = EvalConfig(
         data_path=data, model_dir=model, top_n=top_n, eval_from=start.date(), eval_to=end.date(), seed=seed,
+        draws=draws,
         false_alarm_rate=false_alarm_rate or s.alert_false_alarm_rate, detector=thresholds_for(s),
-        cooldown_hours=s.alert_cooldown_hours, tz=s.market_timezone, device="cpu",
+        cooldown_hours=s.alert_cooldown_hours, tz=s.market_timezone, device="cpu", forecast=forecast,
     )
     cfg = _with_events(cfg, events)
     report = evaluate(cfg, log=lambda line: console.print(f"[dim]{line}[/]"))
     console.print(summary_table(report))
-    if write_thresholds:
+    if write_thresholds and forecast == "model":
         path = save_thresholds(model, report["model_version"], Thresholds.from_dict(report["thresholds"]))
         console.print(f"calibrated thresholds written to {path} (the worker loads them with the model)")
     if json_out is not None:
         json_out.write_text(json.dumps(report, indent=2, default=str))
     if docs is not None:
-        command = f"skucast evaluate-alerts --top-n {top_n} --events {events} --seed {seed}"
+        command = f"skucast evaluate-alerts --top-n {top_n} --events {events} --seed {seed} --draws {draws}"
         write_section(docs, render_markdown(report, command))
         console.print(f"wrote the '{SECTION}' section of {docs}")
 
@@ -96,6 +107,7 @@ def summary_table(report: dict[str, Any]) -> Table:
         ("median detection delay (h)", report["median_delay_h"], "<= 2"),
         ("false alarms / 1,000 untouched SKU-days", fa, "<= 1"),
         ("events (detectable)", f"{report['events']} ({report['detectable_events']})", ""),
+        ("draws pooled", report["draws"], ""),
     ]
     for name, value, target in rows:
         table.add_row(name, str(value), target)
@@ -135,7 +147,7 @@ def render_markdown(report: dict[str, Any], command: str) -> str:
         f"{th['false_alarm_rate'] * 1000:g} alert per 1,000 SKU-days: surge z > {th['surge']} (over up to "
         f"{th['window_days']} days), drop z > {th['drop']} (over up to "
         f"{th.get('drop_window_days') or th['window_days']} days). The other half gets {report['events']} "
-        "injected events "
+        f"injected events in {report['draws']} independent draws, each replayed on its own and pooled here "
         f"({', '.join(f'{v} {k}s' for k, v in report['events_by_kind'].items())}; sizes 2x-10x; surges of "
         "hours to days, drops (a SKU that stops selling) of days; many inside the Christmas ramp) — see "
         "`model.alert_inject` for how.",
@@ -164,6 +176,13 @@ def render_markdown(report: dict[str, Any], command: str) -> str:
         "than the Neyman-Pearson test on its order-line count, whose power this is. "
         f"{_verdict(report)}",
         "",
+        "Each draw on its own:",
+        "",
+        "| seed | events | recall | ceiling | precision | median delay (h) | false alarms / 1,000 |",
+        "|---|---|---|---|---|---|---|",
+        *[f"| {d['seed']} | {d['events']} | {d['recall']:.3f} | {d['ceiling_recall']:.3f} | {d['precision']:.3f} | "
+          f"{d['median_delay_h']:g} | {d['false_alarms_per_1000_sku_days']:.2f} |" for d in report["by_draw"]],
+        "",
         "*Detectable*: an oracle that knows the SKU's true normal rate would find the event's order "
         "count that unlikely (Poisson tail p < 1e-4 over exactly the event's hours). The best-selling "
         "SKUs of this shop sell a few order lines a day, so most 2x-3x events, and most drops, are "
@@ -172,11 +191,12 @@ def render_markdown(report: dict[str, Any], command: str) -> str:
         "",
         "Where it falls short: drops need days without the expected orders before they are "
         "distinguishable, and mild (2x-3x) surges of SKUs selling a few lines a day stay within their "
-        "normal spread; short, strong bursts are caught within about two hours. The score is computed "
-        "on order lines, not units, so a single bulk order (one buyer) does not alert, and it is scaled "
-        "by the shop-wide level of the day, so a day when everything sells more is not a surge of one "
-        "SKU. The thresholds are written to `<model_dir>/<version>.alerts.json`, which the worker loads "
-        "with the model (also on a hot reload); re-run the command after training a new model.",
+        f"normal spread; surges shorter than a day are caught in a median {_short_delay(report)}. "
+        "The score is computed on order lines, not units, so a single bulk order (one buyer) does not "
+        "alert, and it is scaled by the shop-wide level of the day, so a day when everything sells more "
+        "is not a surge of one SKU. The thresholds are written to `<model_dir>/<version>.alerts.json`, "
+        "which the worker loads with the model (also on a hot reload); re-run the command after training "
+        "a new model.",
         "",
         "| events | n | recall | ceiling | detectable | recall (detectable) | median delay (h) |",
         "|---|---|---|---|---|---|---|",
@@ -184,6 +204,11 @@ def render_markdown(report: dict[str, Any], command: str) -> str:
     for key in ("by_kind", "by_size", "by_length", "by_season"):
         lines += _group_rows(report[key])
     return "\n".join(lines) + "\n"
+
+
+def _short_delay(report: dict[str, Any]) -> str:
+    delay = report["by_length"].get("hours (<24h)", {}).get("median_delay_h", float("nan"))
+    return "– (none found)" if delay != delay else f"{delay:g} h"
 
 
 def _verdict(report: dict[str, Any]) -> str:
@@ -202,9 +227,13 @@ def _verdict(report: dict[str, Any]) -> str:
 
 
 def write_section(path: Path, body: str) -> None:
-    """Replace the ``## Alerts`` section of ``path`` (up to the next ``## `` heading), or append it."""
+    """Replace the ``## Alerts`` section of ``path``, or append it.
+
+    The generated part ends at the section's first ``### `` heading (or the next ``## ``): the
+    written-up subsections after it (ablations, what was tried) survive a re-run.
+    """
     text = path.read_text() if path.exists() else ""
-    pattern = re.compile(rf"^{re.escape(SECTION)}\s*$.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^{re.escape(SECTION)}\s*$.*?(?=^## |^### |\Z)", re.S | re.M)
     if pattern.search(text):
         text = pattern.sub(lambda _: body + "\n", text, count=1)
     else:

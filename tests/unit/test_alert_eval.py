@@ -83,3 +83,7 @@ def test_the_alerts_section_is_replaced_or_appended(tmp_path: Path) -> None:
     fresh.write_text("# Accuracy\n\n## Forecasts\nx\n")
     write_section(fresh, f"{SECTION}\n\nnumbers\n")
     assert fresh.read_text().endswith(f"x\n\n{SECTION}\n\nnumbers\n")
+    doc.write_text(f"{SECTION}\nold numbers\n\n### Ablation\nwritten up\n\n## Other\nkeep too\n")
+    write_section(doc, f"{SECTION}\n\nnewer numbers\n")
+    text = doc.read_text()
+    assert "old numbers" not in text and text.index("newer numbers") < text.index("### Ablation\nwritten up")

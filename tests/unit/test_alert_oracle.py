@@ -67,7 +67,7 @@ def test_the_report_and_its_docs_section_carry_the_ceiling() -> None:
     from dataclasses import asdict
     from pathlib import Path
 
-    from model.alert_eval import EvalConfig, ReplayResult, summarise
+    from model.alert_eval import Draw, EvalConfig, ReplayResult, summarise
     from model.thresholds import Thresholds
     from worker.cli_alerts import render_markdown
 
@@ -79,8 +79,11 @@ def test_the_report_and_its_docs_section_carry_the_ceiling() -> None:
     found_burst = {"sku": 0, "kind": "surge", "state": "opened", "hour": day * 24 + 11, "severity": "critical"}
     result = ReplayResult(np.zeros((3, 10)), np.zeros((3, 10)), [found_burst])
     th = Thresholds(surge=3.6, drop=3.9, calibration={"from": "a", "to": "b", "sku_days": 1})
-    report = summarise(events, [True, True, False], best, result, th, range(day - 2, day + 8),
-                       EvalConfig(Path("orders"), Path("models")), 3)
+    draw = Draw(0, events, [True, True, False], best, result)
+    other = Draw(1, [Event(0, "surge", day * 24 + 12, 3, 8.0)], [True], ceiling(events[:1], hourly[:1], 0.001, 24),
+                 ReplayResult(np.zeros((3, 10)), np.zeros((3, 10)), []))
+    cfg = EvalConfig(Path("orders"), Path("models"))
+    report = summarise([draw], th, range(day - 2, day + 8), cfg, 3)
     assert report["found_quick"] == pytest.approx(1 / 3, abs=1e-3)  # the burst, 2 h after its start
     assert report["ceiling_recall"] == pytest.approx(best.found.mean(), abs=1e-3)
     assert report["ceiling_recall"] < 0.9
@@ -89,3 +92,19 @@ def test_the_report_and_its_docs_section_carry_the_ceiling() -> None:
     assert "**ceiling**: recall any detector could reach" in md
     assert "recall >= 0.9 is out of reach of any detector" in md
     assert "| events | n | recall | ceiling |" in md
+    pooled = summarise([draw, other], th, range(day - 2, day + 8), cfg, 3)  # the second draw's burst is missed
+    assert pooled["events"] == 4 and pooled["recall"] == pytest.approx(0.25)
+    assert [d["recall"] for d in pooled["by_draw"]] == [pytest.approx(1 / 3, abs=1e-3), 0.0]
+    assert pooled["by_kind"]["surge"]["events"] == 3
+
+
+def test_the_ablations_forecast_is_the_same_weekday_mean_of_the_last_weeks() -> None:
+    from model.alert_eval import SeasonalMean
+
+    week = np.array([5.0, 6.0, 7.0, 8.0, 9.0, 0.0, 2.0])  # a shop shut on the sixth day
+    history = np.tile(week, 4)[None, :] * np.array([[1.0], [2.0]])  # two SKUs, 28 days
+    history[0, -7] += 4.0  # one busier day, a week before the first day forecast
+    out = SeasonalMean((0.1, 0.5, 0.9), weeks=4, horizon=7).predict(history, np.array([100, 100]))
+    assert out.shape == (2, 7, 3)
+    assert out[1, :, 1].tolist() == (2 * week).tolist()  # day h is the weekday 28 - 7 + h of the history
+    assert out[0, 0, :].tolist() == [week[0] + 1.0] * 3  # (4 extra) / 4 weeks; every quantile alike
