@@ -19,7 +19,6 @@ Events on one SKU are kept apart, so each can be told from the next.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -197,13 +196,3 @@ def normal_hourly(e: Event, rate: np.ndarray, first_day: int, trading: np.ndarra
     per_day = rate[e.sku, np.clip(e.start_hour // 24 - first_day, 0, rate.shape[1] - 1)]
     return np.asarray(per_day * profile.share[(days + 3) % 7, hours % 24] * open_day, dtype=np.float64)
 
-
-def poisson_tail(observed: float, expected: float, upper: bool) -> float:
-    """P(X >= observed) (``upper``) or P(X <= observed) for X ~ Poisson(expected).
-
-    >>> round(poisson_tail(0, 3.0, upper=False), 4)
-    0.0498
-    """
-    k, lam = int(observed), max(float(expected), 1e-12)
-    below = sum(math.exp(i * math.log(lam) - lam - math.lgamma(i + 1)) for i in range(k + (0 if upper else 1)))
-    return max(1.0 - below, 0.0) if upper else min(below, 1.0)

@@ -38,6 +38,18 @@ def poisson_pmf(lam: float, top: int) -> np.ndarray:
     return np.exp(k * math.log(lam) - lam - _LOG_FACTORIALS[: top + 1])
 
 
+def poisson_tail(observed: float, expected: float, upper: bool) -> float:
+    """P(X >= observed) (``upper``) or P(X <= observed) for X ~ Poisson(expected).
+
+    >>> round(poisson_tail(0, 3.0, upper=False), 4)
+    0.0498
+    """
+    k, lam = int(observed), max(float(expected), 1e-12)
+    if upper:
+        return max(1.0 - float(poisson_pmf(lam, k - 1).sum()), 0.0) if k > 0 else 1.0
+    return min(float(poisson_pmf(lam, k).sum()), 1.0)
+
+
 def most_powerful_power(expected: float, factor: float, alpha: float) -> float:
     """Power of the most powerful size-``alpha`` test of Poisson(``expected``) against
     Poisson(``factor × expected``): large counts reject for ``factor`` > 1, small ones below 1,

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.alert_eval import match, untouched_mask
-from model.alert_inject import Event, InjectionPlan, Lines, inject, orders_per_trading_day, plan_events, poisson_tail
+from model.alert_inject import Event, InjectionPlan, Lines, inject, orders_per_trading_day, plan_events
+from model.alert_oracle import poisson_tail
+from model.alert_report import match, untouched_mask
 from worker.cli_alerts import SECTION, write_section
 
 FIRST = 15000

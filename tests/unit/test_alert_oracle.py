@@ -67,7 +67,8 @@ def test_the_report_and_its_docs_section_carry_the_ceiling() -> None:
     from dataclasses import asdict
     from pathlib import Path
 
-    from model.alert_eval import Draw, EvalConfig, ReplayResult, summarise
+    from model.alert_eval import EvalConfig, ReplayResult
+    from model.alert_report import Draw, summarise
     from model.thresholds import Thresholds
     from worker.cli_alerts import render_markdown
 
